@@ -1,0 +1,14 @@
+//! The creator service: a `wasi:http/incoming-handler` component.
+//!
+//! All behaviour lives in `token-contract`; this crate only binds it to the
+//! component's HTTP export, so the same contract runs under our runner, under
+//! `wasmtime serve` and under Spin.
+
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+use token_contract::Endpoint;
+
+#[http_component]
+fn handle(request: Request) -> Response {
+    token_contract::spin::respond(Endpoint::Creator, &request)
+}

@@ -1,0 +1,16 @@
+//! The token service's wire contract, shared by every program that speaks it.
+//!
+//! The creator and verifier components (Wasm, via `spin-sdk`) and the native
+//! benchmark server all route requests through [`handle`], so the contract
+//! (paths, methods, status codes, JSON error bodies, token format) is written
+//! once and tested once, independently of the HTTP stack that carries it.
+
+pub mod api;
+pub mod key;
+#[cfg(feature = "spin")]
+pub mod spin;
+pub mod token;
+
+pub use api::{Config, Endpoint, Request, Response, handle};
+pub use key::{KeyError, SigningKey};
+pub use token::{TokenError, issue, verify};
