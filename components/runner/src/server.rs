@@ -1,0 +1,235 @@
+//! The HTTP front: accepts connections, enforces the body limit, hands each
+//! request to the component, logs it, and drains on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use wasmtime_wasi_http::WasiBody;
+use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler};
+
+use crate::host::Host;
+
+/// Limits and timeouts of the HTTP front.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Larger request bodies are refused with 413 before the guest runs.
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub shutdown_timeout: Duration,
+    /// Reported in the 503 body when a request times out.
+    pub request_timeout: Duration,
+    /// Write one JSON line per request to stdout.
+    pub access_log: bool,
+}
+
+/// Clients get this long to send their request headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Server {
+    handler: ProxyHandler<Host>,
+    options: ServerOptions,
+    connections: AtomicU64,
+}
+
+/// Serves `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    handler: ProxyHandler<Host>,
+    options: ServerOptions,
+    shutdown: impl Future<Output = &'static str>,
+) -> Result<()> {
+    let server = Arc::new(Server {
+        handler,
+        options,
+        connections: AtomicU64::new(0),
+    });
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    let signal = loop {
+        let (stream, _peer) = tokio::select! {
+            signal = &mut shutdown => break signal,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Responses are small and written at once; Nagle would only delay them.
+        let _ = stream.set_nodelay(true);
+        server.connections.fetch_add(1, Ordering::Relaxed);
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(stream),
+                service_fn({
+                    let server = server.clone();
+                    move |request| {
+                        let server = server.clone();
+                        async move { Ok::<_, Infallible>(server.respond(request).await) }
+                    }
+                }),
+            );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error, "connection ended with an error");
+            }
+        });
+    };
+
+    // Stop accepting at once; let requests in flight finish.
+    drop(listener);
+    let timeout = server.options.shutdown_timeout;
+    tracing::info!(signal, timeout = ?timeout, "shutting down: draining connections");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("drained; exiting"),
+        () = tokio::time::sleep(timeout) => {
+            tracing::warn!("drain timed out; closing remaining connections");
+        }
+    }
+    Ok(())
+}
+
+impl Server {
+    async fn respond(&self, request: hyper::Request<Incoming>) -> hyper::Response<WasiBody> {
+        let start = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let response = self.call_guest(request).await;
+        if self.options.access_log {
+            tracing::info!(
+                target: "access",
+                method = %method,
+                path = %path,
+                status = response.status().as_u16(),
+                micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            );
+        }
+        response
+    }
+
+    async fn call_guest(&self, request: hyper::Request<Incoming>) -> hyper::Response<WasiBody> {
+        let limit = self.options.max_body_bytes;
+        let (parts, body) = request.into_parts();
+        if declared_length(&parts.headers).is_some_and(|length| length > limit as u64) {
+            return too_large(limit);
+        }
+        // Buffer the (small) body before the guest runs: an oversized or
+        // broken upload is then a clean 413/400 from us, never a guest error.
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<LengthLimitError>() => return too_large(limit),
+            Err(error) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("could not read the request body: {error}"),
+                );
+            }
+        };
+        let request = hyper::Request::from_parts(parts, full(body));
+        match self.handler.handle((), request).await {
+            Ok(response) => response,
+            Err(error) => self.guest_failure(&error),
+        }
+    }
+
+    fn guest_failure(&self, error: &wasmtime::Error) -> hyper::Response<WasiBody> {
+        if error.downcast_ref::<ExpirationError>().is_some() {
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                &format!(
+                    "the component did not answer within {:?}",
+                    self.options.request_timeout
+                ),
+            );
+        }
+        if let Some(error) = error.downcast_ref::<InstantiationError<()>>() {
+            tracing::error!(
+                error = format!("{:#}", error.error),
+                "cannot instantiate the component"
+            );
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the component could not be started for this request",
+            );
+        }
+        tracing::warn!(
+            error = format!("{error:#}"),
+            "the component failed a request"
+        );
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "component_failed",
+            "the component failed before it answered",
+        )
+    }
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+}
+
+fn too_large(limit: usize) -> hyper::Response<WasiBody> {
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        &format!("request body exceeds the runner's limit of {limit} bytes"),
+    )
+}
+
+fn full(bytes: Bytes) -> WasiBody {
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// An error answered by the runner itself, in the same JSON shape the
+/// components use: `{"error": "...", "detail": "..."}`.
+pub fn error_response(status: StatusCode, error: &str, detail: &str) -> hyper::Response<WasiBody> {
+    let body = serde_json::json!({ "error": error, "detail": detail }).to_string();
+    let mut response = hyper::Response::new(full(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Resolves with the name of the first shutdown signal received.
+pub fn shutdown_signal() -> Result<impl Future<Output = &'static str>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        }
+    })
+}
