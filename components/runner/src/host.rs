@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context as _;
-use wasmtime::{Engine, Result, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Engine, Result, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
@@ -158,10 +160,18 @@ impl Host {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        // Yield to the executor at every epoch tick: a guest that never
-        // returns still lets its request's deadline fire and drop it.
+        // At every epoch tick a running guest yields to the executor, so its
+        // request's deadline can fire and drop it even if it never returns.
+        // tokio's `yield_now` requeues the task behind pending I/O (wasmtime's
+        // plain yield would re-run it at once from the LIFO slot), so a busy
+        // guest cannot starve the accept loop or other connections.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        store.epoch_deadline_callback(|_| {
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
         Ok(store)
     }
 }

@@ -147,14 +147,19 @@ impl Server {
             }
         };
         let request = hyper::Request::from_parts(parts, full(body));
+        let called = Instant::now();
         match self.handler.handle((), request).await {
             Ok(response) => response,
-            Err(error) => self.guest_failure(&error),
+            Err(error) => self.guest_failure(&error, called.elapsed()),
         }
     }
 
-    fn guest_failure(&self, error: &wasmtime::Error) -> hyper::Response<WasiBody> {
-        if error.downcast_ref::<ExpirationError>().is_some() {
+    fn guest_failure(&self, error: &wasmtime::Error, took: Duration) -> hyper::Response<WasiBody> {
+        // A guest stuck in a loop is stopped by the worker's expiration, which
+        // reaches us as "no response" rather than `ExpirationError`: the
+        // deadline having passed is what makes it a timeout.
+        if error.downcast_ref::<ExpirationError>().is_some() || took >= self.options.request_timeout
+        {
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
