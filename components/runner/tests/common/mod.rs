@@ -93,10 +93,10 @@ impl Runner {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if event["message"] == "listening" {
-                        let _ = tx.send(event["addr"].as_str().unwrap().to_owned());
-                    }
+                if let Ok(event) = serde_json::from_str::<serde_json::Value>(&line)
+                    && event["message"] == "listening"
+                {
+                    let _ = tx.send(event["addr"].as_str().unwrap().to_owned());
                 }
                 sink.lock().unwrap().push(line);
             }
