@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: it installs what the
+# tests need first (Rust targets, Python test packages; Docker and Podman are
+# installed by the end-to-end tests themselves when missing and run as root).
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --rust     format, lint and Rust tests only (no containers)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+only_rust=false
+[[ "${1:-}" == "--rust" ]] && only_rust=true
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain: wasm32-wasip2 and musl targets, rustfmt, clippy"
+rustup target add wasm32-wasip2 x86_64-unknown-linux-musl
+rustup component add rustfmt clippy
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint (host, wasm32-wasip2, and the compiler-less runner the images ship)"
+cargo clippy --locked --workspace --all-targets -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest -- -D warnings
+cargo clippy --locked -p runner --no-default-features -- -D warnings
+
+step "build the components the tests serve"
+cargo build --locked --release --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest
+
+step "Python test dependencies (PyJWT for interop, pytest and friends for e2e)"
+python3 -m pip install --quiet --disable-pip-version-check \
+    pyjwt pytest pyyaml kubernetes-validate
+
+step "Rust unit and integration tests"
+cargo test --locked --workspace
+
+if ! $only_rust; then
+    step "containers: images, docker compose, Kubernetes manifests and pods"
+    python3 -m pytest -ra tests/
+fi
