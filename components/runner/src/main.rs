@@ -160,14 +160,23 @@ fn main() -> ExitCode {
 }
 
 /// JSON lines on stdout: the access log and the runner's own events.
+/// `RUNNER_LOG` sets the level (`error`, `warn`, `info`, `debug`, `trace`,
+/// `off`); a level rather than a full filter keeps the regex engine out of
+/// the binary.
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("RUNNER_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match std::env::var("RUNNER_LOG") {
+        Ok(value) => value.parse().unwrap_or_else(|_| {
+            eprintln!("runner: RUNNER_LOG={value:?} is not a level; using info");
+            LevelFilter::INFO
+        }),
+        Err(_) => LevelFilter::INFO,
+    };
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stdout)
         .init();
 }
