@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Benchmark the token service, side by side, on this machine, in one command:
+#
+#   scripts/bench.sh            full run (~25 min once built); writes docs/benchmarks.md
+#   scripts/bench.sh --quick    1 s runs, 1 round, no containers, wasmtime-cli only if
+#                               already installed; writes target/bench/benchmarks-quick.md
+#
+# Systems: runner JIT (.wasm), runner AOT (.cwasm), runner AOT --no-pooling, the
+# --no-access-log and --fs-on-blocking-pool variants, `wasmtime serve` 48.0.8 on
+# the same .wasm, and native-server (hyper, no Wasm: the ceiling). POST /create
+# and POST /verifier under wrk at 32 connections and at 1 connection; memory;
+# start-up; container start and image sizes when docker and the images exist.
+#
+# Builds what it needs: the release runner, native-server and keycreator, the
+# two components and their .cwasm; installs wrk (and python3) from Debian when
+# missing and, in full mode, wasmtime-cli 48.0.8 into target/bench-tools (a
+# ~10 min cargo build, done once).
+#
+# Options:
+#   --quick              see above
+#   --out PATH           where to write the markdown report
+#   --pin on|off|auto    pin servers and wrk to separate CPUs (auto: when >= 2 CPUs)
+#   --no-containers      skip docker measurements
+#   --no-unpinned        skip the full mode's extra unpinned 32-connection pass
+#   --quiet-budget S     seconds the full mode may wait in all for other processes
+#                        to go idle before runs (default 900; 0 = never wait)
+#   --duration S, --duration-c1 S, --reps N, --startup-reps N, --only ID,...
+#                        override the mode's defaults (harness debugging)
+# Environment: WASMTIME=path/to/wasmtime to use another wasmtime 48.0.8 binary.
+#
+# Exit status: 0 when every measurement ran, whatever the numbers; non-zero only
+# when the harness breaks (a build fails, a server never comes up or breaks the
+# contract, wrk reports socket errors).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=$TARGET_DIR/bench
+TOOLS=$TARGET_DIR/bench-tools
+WASMTIME_VERSION=48.0.8
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+QUICK=0
+OUT=""
+HARNESS_ARGS=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) QUICK=1 ;;
+        --out) OUT=${2:?--out needs a path}; shift ;;
+        --pin|--duration|--duration-c1|--reps|--startup-reps|--only|--quiet-budget)
+            HARNESS_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
+        --no-containers|--no-unpinned) HARNESS_ARGS+=("$1") ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+    shift
+done
+if [ -z "$OUT" ]; then
+    if [ "$QUICK" = 1 ]; then OUT=$WORK/benchmarks-quick.md; else OUT=$ROOT/docs/benchmarks.md; fi
+fi
+
+apt_install() {
+    [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 ||
+        die "$* missing and cannot apt-get install it (not root or not Debian); install it first"
+    log "installing $* from Debian"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 || {
+        apt-get update -qq && apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    } || die "apt-get install $* failed"
+}
+
+# --- tools -----------------------------------------------------------------
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v taskset >/dev/null 2>&1 || apt_install util-linux
+PYTHON=$(command -v python3 || true)
+[ -n "$PYTHON" ] || { apt_install python3; PYTHON=$(command -v python3); }
+
+# --- builds ----------------------------------------------------------------
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    log "adding the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+fi
+log "building runner, native-server, keycreator (release)"
+cargo build --release --quiet -p runner -p native-server -p keycreator
+log "building the creator and verifier components"
+cargo build --release --quiet --target wasm32-wasip2 -p creator -p verifier
+
+RUNNER=$TARGET_DIR/release/runner
+NATIVE=$TARGET_DIR/release/native-server
+KEYCREATOR=$TARGET_DIR/release/keycreator
+WASM_DIR=$TARGET_DIR/wasm32-wasip2/release
+CWASM_DIR=$WORK/cwasm
+mkdir -p "$WORK" "$CWASM_DIR"
+for c in creator verifier; do
+    if [ ! -s "$CWASM_DIR/$c.cwasm" ] || [ "$WASM_DIR/$c.wasm" -nt "$CWASM_DIR/$c.cwasm" ] ||
+        [ "$RUNNER" -nt "$CWASM_DIR/$c.cwasm" ]; then
+        log "runner compile $c.wasm"
+        "$RUNNER" compile "$WASM_DIR/$c.wasm" -o "$CWASM_DIR/$c.cwasm"
+    fi
+done
+
+# --- wasmtime-cli ------------------------------------------------------------
+wasmtime_ok() { [ -x "$1" ] && "$1" --version 2>/dev/null | grep -q "^wasmtime $WASMTIME_VERSION\b"; }
+WASMTIME=${WASMTIME:-$TOOLS/bin/wasmtime}
+if ! wasmtime_ok "$WASMTIME"; then
+    if [ "$QUICK" = 1 ]; then
+        log "wasmtime-cli $WASMTIME_VERSION not installed: skipped in quick mode"
+        WASMTIME=""
+    else
+        log "installing wasmtime-cli $WASMTIME_VERSION into $TOOLS (a long cargo build, done once)"
+        if cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked --root "$TOOLS" &&
+            wasmtime_ok "$TOOLS/bin/wasmtime"; then
+            WASMTIME=$TOOLS/bin/wasmtime
+        else
+            log "WARNING: wasmtime-cli could not be installed; measuring without it"
+            WASMTIME=""
+        fi
+    fi
+fi
+
+# --- key ---------------------------------------------------------------------
+KEYDIR=$WORK/key
+mkdir -p "$KEYDIR"
+KEY=benchmark-secret KEY_FILE=$KEYDIR/key.txt "$KEYCREATOR" >/dev/null
+
+# --- measure -----------------------------------------------------------------
+[ "$QUICK" = 1 ] && HARNESS_ARGS+=(--quick)
+exec "$PYTHON" "$ROOT/scripts/bench/harness.py" \
+    --root "$ROOT" --runner "$RUNNER" --native "$NATIVE" --wasmtime "$WASMTIME" \
+    --wasm-dir "$WASM_DIR" --cwasm-dir "$CWASM_DIR" --keydir "$KEYDIR" \
+    --workdir "$WORK" --out "$OUT" ${HARNESS_ARGS[@]+"${HARNESS_ARGS[@]}"}
