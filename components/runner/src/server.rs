@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -130,15 +130,14 @@ impl Server {
     async fn call_guest(&self, request: hyper::Request<Incoming>) -> hyper::Response<WasiBody> {
         let limit = self.options.max_body_bytes;
         let (parts, body) = request.into_parts();
-        if declared_length(&parts.headers).is_some_and(|length| length > limit as u64) {
-            return too_large(limit);
-        }
+        let declared_too_large =
+            declared_length(&parts.headers).is_some_and(|length| length > limit as u64);
         // Buffer the (small) body before the guest runs: an oversized or
         // broken upload is then a clean 413/400 from us, never a guest error.
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(error) if error.is::<LengthLimitError>() => return too_large(limit),
-            Err(error) => {
+        let body = match read_body(body, limit, declared_too_large).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return too_large(limit),
+            Err(BodyError::Read(error)) => {
                 return error_response(
                     StatusCode::BAD_REQUEST,
                     "bad_request",
@@ -189,6 +188,57 @@ impl Server {
             "component_failed",
             "the component failed before it answered",
         )
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// After deciding on 413, keep reading (and discarding) the upload for at
+/// most this much data and time before answering: a client still sending
+/// would otherwise hit a reset mid-upload and never see the 413 (a
+/// "lingering close", as nginx does).
+const DRAIN_MAX_BYTES: usize = 16 << 20;
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
+
+/// Reads the whole body if it fits in `limit` bytes.
+async fn read_body(mut body: Incoming, limit: usize, too_large: bool) -> Result<Bytes, BodyError> {
+    let mut buffer = Vec::new();
+    let mut too_large = too_large;
+    let mut drained = 0usize;
+    let drain_until = tokio::time::Instant::now() + DRAIN_MAX_TIME;
+    loop {
+        let frame = if too_large {
+            match tokio::time::timeout_at(drain_until, body.frame()).await {
+                Ok(frame) => frame,
+                Err(_) => break,
+            }
+        } else {
+            body.frame().await
+        };
+        let Some(frame) = frame else { break };
+        let Ok(data) = frame.map_err(BodyError::Read)?.into_data() else {
+            continue; // trailers
+        };
+        if too_large {
+            drained += data.len();
+            if drained > DRAIN_MAX_BYTES {
+                break;
+            }
+        } else if buffer.len() + data.len() > limit {
+            too_large = true;
+            drained = buffer.len() + data.len();
+            buffer = Vec::new();
+        } else {
+            buffer.extend_from_slice(&data);
+        }
+    }
+    if too_large {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(Bytes::from(buffer))
     }
 }
 
