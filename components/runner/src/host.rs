@@ -17,6 +17,7 @@ use wasmtime::error::Context as _;
 use wasmtime::{
     Engine, Result, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
 };
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::handler::{
     HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
@@ -40,7 +41,7 @@ pub struct GuestSettings {
     /// A request that has not produced its response by then fails with 503.
     pub request_timeout: Duration,
     /// Run small filesystem calls (reading the key file) on the calling
-    /// thread instead of tokio's blocking pool; see `--fs-on-worker-thread`.
+    /// thread instead of tokio's blocking pool; see `--fs-on-blocking-pool`.
     pub fs_inline: bool,
 }
 
@@ -117,41 +118,55 @@ pub struct Host {
     pre: ProxyPre<StoreState>,
     engine: Engine,
     settings: GuestSettings,
+    /// The preopened directories, opened once at start-up and shared (by
+    /// reference-counted handle) with every request's WASI context: opening
+    /// them per request cost an `openat` each. Directory handles carry no
+    /// per-request state the guest could observe (`read-directory` opens its
+    /// own handle), and the mounts the runner serves are directories whose
+    /// contents change, not the directories themselves.
+    filesystem: WasiFilesystemCtx,
     /// One permit per live instance, held until the instance is dropped, so
     /// the number of instances never exceeds the pool.
     instances: Arc<Semaphore>,
 }
 
 impl Host {
+    /// Opens the directories of `settings`; fails if one cannot be opened.
     pub fn new(
         engine: Engine,
         pre: ProxyPre<StoreState>,
         settings: GuestSettings,
         max_instances: usize,
-    ) -> Self {
-        Self {
+    ) -> Result<Self> {
+        let mut preopens = WasiCtxBuilder::new();
+        preopens.allow_blocking_current_thread(settings.fs_inline);
+        for dir in &settings.dirs {
+            preopens
+                .preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
+                .with_context(|| format!("cannot open {}", dir.host.display()))?;
+        }
+        let filesystem = preopens.build().filesystem().clone();
+        Ok(Self {
             pre,
             engine,
             settings,
+            filesystem,
             instances: Arc::new(Semaphore::new(max_instances)),
-        }
+        })
     }
 
-    fn new_store(&self) -> Result<Store<StoreState>> {
+    fn new_store(&self) -> Store<StoreState> {
         let settings = &self.settings;
-        let mut wasi = WasiCtxBuilder::new();
-        wasi.envs(&settings.env)
-            .allow_blocking_current_thread(settings.fs_inline)
+        let mut wasi = WasiCtxBuilder::new()
+            .envs(&settings.env)
             // Guest output goes to stderr: stdout carries the access log.
             .stdout(std::io::stderr())
-            .stderr(std::io::stderr());
-        for dir in &settings.dirs {
-            wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadOnly)
-                .with_context(|| format!("cannot open {}", dir.host.display()))?;
-        }
+            .stderr(std::io::stderr())
+            .build();
+        *wasi.filesystem() = self.filesystem.clone();
         let state = StoreState {
             table: ResourceTable::new(),
-            wasi: wasi.build(),
+            wasi,
             http: WasiHttpCtx::new(),
             hooks: DenyOutbound,
             limits: StoreLimitsBuilder::new()
@@ -172,7 +187,7 @@ impl Host {
                 Box::pin(tokio::task::yield_now()),
             ))
         });
-        Ok(store)
+        store
     }
 }
 
@@ -183,7 +198,7 @@ impl HandlerState for Host {
 
     async fn instantiate(&self) -> Result<Instance<StoreState, Deadline, SingleRequest>> {
         let permit = self.instances.clone().acquire_owned().await?;
-        let mut store = self.new_store()?;
+        let mut store = self.new_store();
         let timeout = self.settings.request_timeout;
         let proxy = tokio::time::timeout(timeout, self.pre.instantiate_async(&mut store))
             .await

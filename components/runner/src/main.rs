@@ -250,7 +250,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         pre,
         settings,
         args.max_concurrent_requests as usize,
-    );
+    )?;
     let options = ServerOptions {
         max_body_bytes: args.max_body_bytes,
         shutdown_timeout: args.shutdown_timeout,
