@@ -295,7 +295,11 @@ def start_server(cfg, system: System, endpoint: str):
     # stays on, its cost is measured, the terminal is not flooded.
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errlog,
                             env=system.env(), start_new_session=True)
-    waited = wait_healthy(port, cfg.server_start_timeout, proc, poll_sleep=0.01)
+    try:
+        waited = wait_healthy(port, cfg.server_start_timeout, proc, poll_sleep=0.01)
+    except BaseException:
+        stop(proc)
+        raise
     if waited is None:
         stop(proc)
         fail(f"{system.label} ({endpoint}) never answered GET /healthz with 200 "
@@ -339,14 +343,15 @@ def get_token(cfg, systems) -> str | None:
 def bench_endpoint(cfg, systems, endpoint, body_file, path, token, results, latency_runs=True):
     log(f"== {endpoint}: starting {len(systems)} servers")
     servers = {}
-    for system in systems:
-        server = start_server(cfg, system, endpoint)
-        if server and check_contract(system, endpoint, server["port"], token):
-            servers[system.id] = server
-        elif server:
-            stop(server["proc"])
-    live = [s for s in systems if s.id in servers]
     try:
+        for system in systems:
+            server = start_server(cfg, system, endpoint)
+            if server is None:
+                continue
+            servers[system.id] = server
+            if not check_contract(system, endpoint, server["port"], token):
+                stop(servers.pop(system.id)["proc"])
+        live = [s for s in systems if s.id in servers]
         for system in live:
             srv = servers[system.id]
             log(f"warm-up {system.label} {endpoint} {cfg.warmup}s")
@@ -408,9 +413,11 @@ def measure_startup(cfg, system: System, reps: int):
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 env=system.env(), start_new_session=True)
-        waited = wait_healthy(port, cfg.server_start_timeout, proc)
-        t1 = time.perf_counter()
-        stop(proc)
+        try:
+            waited = wait_healthy(port, cfg.server_start_timeout, proc)
+            t1 = time.perf_counter()
+        finally:
+            stop(proc)
         if waited is None:
             fail(f"start-up: {system.label} never answered /healthz")
             return None
@@ -447,15 +454,17 @@ def measure_container_start(cfg, image: str, reps: int):
                "-v", f"{cfg.keydir}:/usr/share/key:ro", image]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        waited = wait_healthy(port, 60)
-        t1 = time.perf_counter()
         try:
-            _, err = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            err = b"docker run timed out"
-        subprocess.run(["docker", "rm", "-f", name], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, timeout=60)
+            waited = wait_healthy(port, 60)
+            t1 = time.perf_counter()
+            try:
+                _, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                err = b"docker run timed out"
+        finally:
+            subprocess.run(["docker", "rm", "-f", name], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60)
         if waited is None:
             log(f"container start: {image} never answered /healthz: {err.decode(errors='replace')}")
             return {"error": "never answered /healthz (" + err.decode(errors="replace").strip()[:200] + ")"}
@@ -579,7 +588,7 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
     for endpoint, path in (("creator", "/create"), ("verifier", "/verifier")):
         w(f"## POST {path}")
         w("")
-        w(f"### 32 connections")
+        w("### 32 connections")
         w("")
         w("| System | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | server CPU µs/req | "
           "vs `wasmtime serve` | vs native | other CPU % |")
@@ -783,7 +792,14 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
 # --------------------------------------------------------------------------
 
 
+def _terminate(signum, _frame):
+    # Unwind through the `finally` blocks so every server started is stopped.
+    raise SystemExit(128 + signum)
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--root", required=True)
