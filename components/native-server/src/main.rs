@@ -37,6 +37,10 @@ use token_contract::api::MAX_BODY_BYTES;
 use token_contract::key::DEFAULT_KEY_FILE;
 use token_contract::{Config, Endpoint, KeyError, Request, Response, SigningKey, handle};
 
+/// The runner's allocator, so the comparison measures Wasm, not malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "native-server",
