@@ -6,7 +6,8 @@
 //! that is what lets tokens interoperate with the reference system.
 
 use std::fmt;
-use std::io::ErrorKind;
+use std::fs::File;
+use std::io::{ErrorKind, Read};
 use std::path::Path;
 
 use jwt_simple::algorithms::HS256Key;
@@ -44,8 +45,17 @@ impl SigningKey {
     /// Reads and validates the key file at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, KeyError> {
         let path = path.as_ref();
-        match std::fs::read(path) {
-            Ok(contents) => Self::from_file_contents(&contents),
+        // One bounded read instead of `fs::read`: no `stat` for a size hint
+        // (under Wasm every filesystem call is a host call, and this runs on
+        // every request), and a wrong file cannot make us allocate much.
+        let mut contents = Vec::with_capacity(KEY_HEX_LEN + 1);
+        let read = File::open(path)
+            .and_then(|file| file.take(KEY_HEX_LEN as u64 + 1).read_to_end(&mut contents));
+        match read {
+            Ok(_) if contents.len() > KEY_HEX_LEN => Err(KeyError::Malformed(format!(
+                "expected {KEY_HEX_LEN} hex characters, found more"
+            ))),
+            Ok(_) => Self::from_file_contents(&contents),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 Err(KeyError::Missing(path.display().to_string()))
             }
@@ -119,6 +129,19 @@ mod tests {
                 Err(KeyError::Malformed(_))
             ));
         }
+    }
+
+    #[test]
+    fn load_reads_the_file_and_refuses_longer_ones() {
+        let dir = std::env::temp_dir().join(format!("key-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("key.txt");
+        std::fs::write(&path, "ab".repeat(KEY_HEX_LEN / 2)).unwrap();
+        assert!(SigningKey::load(&path).is_ok());
+        std::fs::write(&path, "a".repeat(1 << 20)).unwrap();
+        let error = SigningKey::load(&path).unwrap_err();
+        assert!(matches!(&error, KeyError::Malformed(why) if why.contains("found more")));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
