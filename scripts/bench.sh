@@ -5,7 +5,8 @@
 #   scripts/bench.sh --quick    1 s runs, 1 round, no containers, wasmtime-cli only if
 #                               already installed; writes target/bench/benchmarks-quick.md
 #
-# Systems: runner JIT (.wasm), runner AOT (.cwasm), runner AOT --no-pooling, the
+# Systems: runner JIT (.wasm), runner AOT (.cwasm), the same AOT runner as the
+# images build it (static musl), runner AOT --no-pooling, the
 # --no-access-log and --fs-on-blocking-pool variants, `wasmtime serve` 48.0.8 on
 # the same .wasm, and native-server (hyper, no Wasm: the ceiling). POST /create
 # and POST /verifier under wrk at 32 connections and at 1 connection; memory;
@@ -88,6 +89,20 @@ cargo build --release --quiet -p runner -p native-server -p keycreator
 log "building the creator and verifier components"
 cargo build --release --quiet --target wasm32-wasip2 -p creator -p verifier
 
+# The runner exactly as the images build it (static musl, no compiler), so
+# the figures cover what is shipped; skipped if the musl toolchain is missing.
+RUNNER_MUSL=""
+if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
+    rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1; then
+    command -v x86_64-linux-musl-gcc >/dev/null 2>&1 || (apt_install musl-tools) || true
+    log "building the runner for the images (static musl, no compiler)"
+    if cargo build --release --quiet --target x86_64-unknown-linux-musl -p runner --no-default-features; then
+        RUNNER_MUSL=$TARGET_DIR/x86_64-unknown-linux-musl/release/runner
+    else
+        log "WARNING: static musl runner did not build; measuring without it"
+    fi
+fi
+
 RUNNER=$TARGET_DIR/release/runner
 NATIVE=$TARGET_DIR/release/native-server
 KEYCREATOR=$TARGET_DIR/release/keycreator
@@ -129,6 +144,6 @@ KEY=benchmark-secret KEY_FILE=$KEYDIR/key.txt "$KEYCREATOR" >/dev/null
 # --- measure -----------------------------------------------------------------
 [ "$QUICK" = 1 ] && HARNESS_ARGS+=(--quick)
 exec "$PYTHON" "$ROOT/scripts/bench/harness.py" \
-    --root "$ROOT" --runner "$RUNNER" --native "$NATIVE" --wasmtime "$WASMTIME" \
+    --root "$ROOT" --runner "$RUNNER" --runner-musl "$RUNNER_MUSL" --native "$NATIVE" --wasmtime "$WASMTIME" \
     --wasm-dir "$WASM_DIR" --cwasm-dir "$CWASM_DIR" --keydir "$KEYDIR" \
     --workdir "$WORK" --out "$OUT" ${HARNESS_ARGS[@]+"${HARNESS_ARGS[@]}"}

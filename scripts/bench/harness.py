@@ -54,8 +54,10 @@ def fail(msg: str) -> None:
 
 
 class System:
-    def __init__(self, sid, label, kind, artifact=None, flags=(), variant=False):
+    def __init__(self, sid, label, kind, artifact=None, flags=(), variant=False,
+                 binary="runner"):
         self.id = sid
+        self.binary = binary  # the cfg attribute naming the runner binary
         self.label = label
         self.kind = kind  # runner | wasmtime | native
         self.artifact = artifact  # wasm | cwasm (runner)
@@ -68,7 +70,7 @@ class System:
         if self.kind == "runner":
             art = Path(cfg.cwasm_dir if self.artifact == "cwasm" else cfg.wasm_dir)
             art = art / f"{endpoint}.{self.artifact}"
-            return [cfg.runner, "--addr", addr, "--dir", f"{keydir}::/usr/share/key",
+            return [getattr(cfg, self.binary), "--addr", addr, "--dir", f"{keydir}::/usr/share/key",
                     "--env", f"TOKEN_TTL_SECONDS={TOKEN_TTL}", *self.flags, str(art)]
         if self.kind == "wasmtime":
             return [cfg.wasmtime, "serve", "-Scli", "--dir", f"{keydir}::/usr/share/key",
@@ -97,6 +99,10 @@ def all_systems(cfg) -> list[System]:
         System("runner-aot-fspool", "runner AOT `--fs-on-blocking-pool`", "runner", "cwasm",
                ["--fs-on-blocking-pool"], variant=True),
     ]
+    if cfg.runner_musl:
+        # The binary the images ship: static musl, no compiler, same .cwasm.
+        systems.insert(1, System("runner-aot-musl", "runner AOT, static musl (image build)",
+                                 "runner", "cwasm", binary="runner_musl"))
     if cfg.wasmtime:
         systems.append(System("wasmtime", f"`wasmtime serve` {cfg.wasmtime_version}", "wasmtime"))
     systems.append(System("native", "native-server (hyper)", "native"))
@@ -804,6 +810,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--root", required=True)
     ap.add_argument("--runner", required=True)
+    ap.add_argument("--runner-musl", default="",
+                    help="the runner as built for the images (static musl, no compiler)")
     ap.add_argument("--native", required=True)
     ap.add_argument("--wasmtime", default="")
     ap.add_argument("--wasm-dir", required=True)
@@ -855,7 +863,9 @@ def main() -> int:
 
     # Start-up first, while the machine is quiet.
     startup = []
-    for sid, label in (("runner-aot", "runner AOT (.cwasm)"), ("runner-jit", "runner JIT (.wasm)"),
+    for sid, label in (("runner-aot", "runner AOT (.cwasm)"),
+                       ("runner-aot-musl", "runner AOT, static musl (image build)"),
+                       ("runner-jit", "runner JIT (.wasm)"),
                        ("native", "native-server"), ("wasmtime", "`wasmtime serve` (.wasm)")):
         s = next((x for x in systems if x.id == sid), None)
         if s is None:
