@@ -112,14 +112,114 @@ fn compile_now(_engine: &Engine, _bytes: &[u8], path: &Path) -> Result<Component
     )
 }
 
+/// [`code_config`] for code that runs on any CPU of this architecture that a
+/// Kubernetes node plausibly has, not only on the build machine's.
+///
+/// Left alone, Cranelift uses every feature of the CPU it runs on (AVX2,
+/// BMI2, ...), and a `.cwasm` built on a new machine is refused at start-up on
+/// an older node. Naming the target explicitly turns that inference off; on
+/// x86_64 we then enable x86-64-v2 (SSE4.2, POPCNT, CMPXCHG16B: every x86_64 server CPU
+/// since 2009, and the floor of current enterprise distributions). The
+/// runner loads code compiled without a feature on any host, so the JIT path
+/// keeps using everything the host has.
+#[cfg(feature = "compiler")]
+fn portable_code_config() -> Result<Config> {
+    let mut config = code_config();
+    let arch = std::env::consts::ARCH;
+    if std::env::consts::OS != "linux" {
+        // The images and deployments are Linux; elsewhere, compile for here.
+        return Ok(config);
+    }
+    // Only the architecture and OS of this triple are checked at load time,
+    // so one triple serves the glibc and the musl runner.
+    config
+        .target(&format!("{arch}-unknown-linux-gnu"))
+        .map_err(anyhow::Error::from)?;
+    if arch == "x86_64" {
+        for feature in [
+            "has_sse3",
+            "has_ssse3",
+            "has_sse41",
+            "has_sse42",
+            "has_popcnt",
+            "has_cmpxchg16b",
+        ] {
+            // SAFETY: these features are only promised to Cranelift; the
+            // runner checks that the CPU has them before running the code.
+            unsafe {
+                config.cranelift_flag_enable(feature);
+            }
+        }
+    }
+    Ok(config)
+}
+
 /// Compiles the component at `input` ahead of time into `output` (`.cwasm`).
 #[cfg(feature = "compiler")]
 pub fn precompile(input: &Path, output: &Path) -> Result<()> {
-    let engine = Engine::new(&code_config())?;
+    let engine = Engine::new(&portable_code_config()?)?;
     let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let compiled = engine
         .precompile_component(&bytes)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("{} is not a valid Wasm component", input.display()))?;
     std::fs::write(output, compiled).with_context(|| format!("cannot write {}", output.display()))
+}
+
+#[cfg(all(
+    test,
+    feature = "compiler",
+    target_arch = "x86_64",
+    target_os = "linux"
+))]
+mod tests {
+    use super::*;
+
+    /// The smallest valid component: no code, but its `.cwasm` still records
+    /// the CPU features it was compiled for, which is what is checked here.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\x00\x01\x00";
+
+    /// An engine that loads code as a CPU with only x86-64-v2 would.
+    fn x86_64_v2_engine() -> Engine {
+        let mut config = code_config();
+        config.enable_compiler(false);
+        // SAFETY: only used to check compatibility; nothing is run.
+        unsafe {
+            config.detect_host_feature(|feature| {
+                Some(matches!(
+                    feature,
+                    "sse3" | "ssse3" | "sse4.1" | "sse4.2" | "popcnt" | "cmpxchg16b"
+                ))
+            });
+        }
+        Engine::new(&config).unwrap()
+    }
+
+    #[test]
+    fn precompiled_components_load_on_an_x86_64_v2_cpu() {
+        let dir = tempfile::tempdir().unwrap();
+        let (input, output) = (dir.path().join("c.wasm"), dir.path().join("c.cwasm"));
+        std::fs::write(&input, EMPTY_COMPONENT).unwrap();
+        precompile(&input, &output).unwrap();
+        // SAFETY: the artifact was just made by `precompile`.
+        let loaded = unsafe { Component::deserialize_file(&x86_64_v2_engine(), &output) };
+        loaded.expect("a portable .cwasm loads on an x86-64-v2 CPU");
+    }
+
+    #[test]
+    fn host_tuned_code_would_not_load_there() {
+        // The control: what `precompile` did before it pinned a baseline.
+        if !std::is_x86_feature_detected!("avx2") {
+            return; // this build machine has nothing beyond the baseline
+        }
+        let engine = Engine::new(&code_config()).unwrap();
+        let compiled = engine.precompile_component(EMPTY_COMPONENT).unwrap();
+        // SAFETY: the artifact was just made by this process.
+        let loaded = unsafe { Component::deserialize(&x86_64_v2_engine(), &compiled) };
+        let Err(error) = loaded else {
+            panic!("host-tuned code must be refused on an x86-64-v2 CPU")
+        };
+        let error = format!("{error:#}");
+        assert!(error.contains("incompatible with native host"), "{error}");
+    }
 }
