@@ -708,7 +708,8 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
     w("")
     w("| Variant | endpoint | req/s (32 conn) vs default | server CPU µs/req: variant / default | p50 at 1 conn: variant / default ms |")
     w("|---|---|---|---|---|")
-    for sid in ("runner-aot-nolog", "runner-aot-fspool", "runner-aot-nopool", "runner-jit"):
+    for sid in ("runner-aot-musl", "runner-aot-nolog", "runner-aot-fspool", "runner-aot-nopool",
+                "runner-jit"):
         s = next((x for x in systems if x.id == sid), None)
         if not s:
             continue
@@ -746,6 +747,14 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
           f"{verdict(r / wt >= 1.0 if r and wt else None)} |")
         w(f"| {endpoint}: runner ≥ 0.6× native req/s | {ratio(r, nat)} | "
           f"{verdict(r / nat >= 0.6 if r and nat else None)} |")
+    for endpoint in ("creator", "verifier"):
+        r = get(results, "runner-aot-musl", endpoint, "c32", "rps")
+        wt = get(results, "wasmtime", endpoint, "c32", "rps")
+        nat = get(results, "native", endpoint, "c32", "rps")
+        if r:
+            w(f"| {endpoint}, image build (static musl): runner ≥ 1.0× `wasmtime serve` / "
+              f"≥ 0.6× native req/s | {ratio(r, wt) if wt else '—'} / {ratio(r, nat)} | "
+              f"{verdict(r / wt >= 1.0 if wt else None)} / {verdict(r / nat >= 0.6 if nat else None)} |")
     for endpoint in ("creator", "verifier"):
         r = get(unpinned, "runner-aot", endpoint, "c32", "rps")
         wt = get(unpinned, "wasmtime", endpoint, "c32", "rps")
