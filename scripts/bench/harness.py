@@ -757,22 +757,19 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
           f"{verdict(r / wt >= 1.0 if r and wt else None)} |")
         w(f"| {endpoint}: runner ≥ 0.6× native req/s | {ratio(r, nat)} | "
           f"{verdict(r / nat >= 0.6 if r and nat else None)} |")
-    for endpoint in ("creator", "verifier"):
-        r = get(results, "runner-aot-musl", endpoint, "c32", "rps")
-        wt = get(results, "wasmtime", endpoint, "c32", "rps")
-        nat = get(results, "native", endpoint, "c32", "rps")
+    def ratios_row(res, sid, endpoint, what):
+        r = get(res, sid, endpoint, "c32", "rps")
+        wt = get(res, "wasmtime", endpoint, "c32", "rps")
+        nat = get(res, "native", endpoint, "c32", "rps")
         if r:
-            w(f"| {endpoint}, image build (static musl): runner ≥ 1.0× `wasmtime serve` / "
-              f"≥ 0.6× native req/s | {ratio(r, wt) if wt else '—'} / {ratio(r, nat)} | "
-              f"{verdict(r / wt >= 1.0 if wt else None)} / {verdict(r / nat >= 0.6 if nat else None)} |")
-    for endpoint in ("creator", "verifier"):
-        r = get(unpinned, "runner-aot", endpoint, "c32", "rps")
-        wt = get(unpinned, "wasmtime", endpoint, "c32", "rps")
-        nat = get(unpinned, "native", endpoint, "c32", "rps")
-        if r:
-            w(f"| {endpoint}, unpinned: runner ≥ 1.0× `wasmtime serve` / ≥ 0.6× native req/s | "
+            w(f"| {endpoint}, {what}: runner ≥ 1.0× `wasmtime serve` / ≥ 0.6× native req/s | "
               f"{ratio(r, wt)} / {ratio(r, nat)} | "
               f"{verdict(r / wt >= 1.0 if wt else None)} / {verdict(r / nat >= 0.6 if nat else None)} |")
+
+    for endpoint in ("creator", "verifier"):
+        ratios_row(results, "runner-aot-musl", endpoint, "image build (static musl)")
+    for endpoint in ("creator", "verifier"):
+        ratios_row(unpinned, "runner-aot", endpoint, "unpinned")
     for endpoint in ("creator", "verifier"):
         p99 = get(results, "runner-aot", endpoint, "c32", "p99")
         w(f"| {endpoint}: p99 ≤ 5 ms at 32 connections{' (pinned: server on 1 core)' if cfg.server_cpu is not None else ''} | "
