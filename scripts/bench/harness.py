@@ -55,9 +55,9 @@ def fail(msg: str) -> None:
 
 class System:
     def __init__(self, sid, label, kind, artifact=None, flags=(), variant=False,
-                 binary="runner"):
+                 binary=None):
         self.id = sid
-        self.binary = binary  # the cfg attribute naming the runner binary
+        self.binary = binary  # a runner binary other than cfg.runner
         self.label = label
         self.kind = kind  # runner | wasmtime | native
         self.artifact = artifact  # wasm | cwasm (runner)
@@ -70,7 +70,7 @@ class System:
         if self.kind == "runner":
             art = Path(cfg.cwasm_dir if self.artifact == "cwasm" else cfg.wasm_dir)
             art = art / f"{endpoint}.{self.artifact}"
-            return [getattr(cfg, self.binary), "--addr", addr, "--dir", f"{keydir}::/usr/share/key",
+            return [self.binary or cfg.runner, "--addr", addr, "--dir", f"{keydir}::/usr/share/key",
                     "--env", f"TOKEN_TTL_SECONDS={TOKEN_TTL}", *self.flags, str(art)]
         if self.kind == "wasmtime":
             return [cfg.wasmtime, "serve", "-Scli", "--dir", f"{keydir}::/usr/share/key",
@@ -102,7 +102,7 @@ def all_systems(cfg) -> list[System]:
     if cfg.runner_musl:
         # The binary the images ship: static musl, no compiler, same .cwasm.
         systems.insert(1, System("runner-aot-musl", "runner AOT, static musl (image build)",
-                                 "runner", "cwasm", binary="runner_musl"))
+                                 "runner", "cwasm", binary=cfg.runner_musl))
     if cfg.wasmtime:
         systems.append(System("wasmtime", f"`wasmtime serve` {cfg.wasmtime_version}", "wasmtime"))
     systems.append(System("native", "native-server (hyper)", "native"))

@@ -204,9 +204,12 @@ const DRAIN_MAX_BYTES: usize = 16 << 20;
 const DRAIN_MAX_TIME: Duration = Duration::from_secs(2);
 
 /// Reads the whole body if it fits in `limit` bytes.
-async fn read_body(mut body: Incoming, limit: usize, too_large: bool) -> Result<Bytes, BodyError> {
+async fn read_body(
+    mut body: Incoming,
+    limit: usize,
+    mut too_large: bool,
+) -> Result<Bytes, BodyError> {
     let mut buffer = Vec::new();
-    let mut too_large = too_large;
     let mut drained = 0usize;
     let drain_until = tokio::time::Instant::now() + DRAIN_MAX_TIME;
     loop {
