@@ -7,7 +7,7 @@
 #
 # Systems: runner JIT (.wasm), runner AOT (.cwasm), the same AOT runner as the
 # images build it (static musl), runner AOT --no-pooling, the
-# --no-access-log and --fs-on-blocking-pool variants, `wasmtime serve` 48.0.8 on
+# --no-access-log, --fs-on-blocking-pool and --metrics-addr variants, `wasmtime serve` 48.0.8 on
 # the same .wasm, and native-server (hyper, no Wasm: the ceiling). POST /create
 # and POST /verifier under wrk at 32 connections and at 1 connection; memory;
 # start-up; container start and image sizes when docker and the images exist.

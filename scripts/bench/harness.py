@@ -98,6 +98,9 @@ def all_systems(cfg) -> list[System]:
                ["--no-access-log"], variant=True),
         System("runner-aot-fspool", "runner AOT `--fs-on-blocking-pool`", "runner", "cwasm",
                ["--fs-on-blocking-pool"], variant=True),
+        # The images run with metrics on; the runner's default is off.
+        System("runner-aot-metrics", "runner AOT `--metrics-addr` (as the images run)", "runner",
+               "cwasm", ["--metrics-addr", "127.0.0.1:0"], variant=True),
     ]
     if cfg.runner_musl:
         # The binary the images ship: static musl, no compiler, same .cwasm.

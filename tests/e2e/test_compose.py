@@ -250,6 +250,21 @@ def test_services_are_hardened(stack):
             assert all(b["HostIp"] == "127.0.0.1" for b in binding), binding
 
 
+def test_metrics_are_served_inside_but_not_published(stack):
+    """The images serve Prometheus metrics on :9090 for scrapers on the
+    compose network; compose publishes only the API ports on the host."""
+    create_token()  # at least one request to count
+    for service in SERVICES:
+        cid = container_id(service)
+        # The image has no shell or curl; its runner probes the endpoint.
+        probe = run(["docker", "exec", cid, "/runner", "probe", "http://127.0.0.1:9090/metrics"], check=False)
+        assert probe.returncode == 0, (service, probe.stdout)
+        published = inspect(cid)["HostConfig"]["PortBindings"]
+        assert "9090/tcp" not in published, published
+    status, _, _ = http("GET", f"{CREATOR}/metrics")
+    assert status == 404, "the API port serves the API alone"
+
+
 def image_files(image: str) -> dict[str, tarfile.TarInfo]:
     """Every path in the image's filesystem, via `docker create` + `docker export`."""
     cid = run(["docker", "create", image]).stdout.strip()

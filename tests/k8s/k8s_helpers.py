@@ -34,6 +34,8 @@ EXPECTED_APPS = {
 # The runner drains in-flight requests for up to this long on SIGTERM
 # (its --shutdown-timeout default); the pods' grace period must cover it.
 RUNNER_SHUTDOWN_TIMEOUT_S = 10
+# The runner's --metrics-addr port in the images (docker/Dockerfile).
+METRICS_PORT = 9090
 
 RECOMMENDED_LABELS = (
     "app.kubernetes.io/name",
@@ -106,6 +108,25 @@ def all_containers(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def selector_matches(match_labels: dict[str, str], labels: dict[str, str]) -> bool:
     return bool(match_labels) and all(labels.get(k) == v for k, v in match_labels.items())
+
+
+def label_selector_matches(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes LabelSelector (matchLabels and matchExpressions); the
+    empty selector matches everything, as it does for a NetworkPolicy."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expr in selector.get("matchExpressions", []):
+        key, op, values = expr["key"], expr["operator"], expr.get("values", [])
+        present = key in labels
+        if op == "In" and not (present and labels[key] in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True
 
 
 def resolve_port(container: dict[str, Any], port: int | str) -> int | None:

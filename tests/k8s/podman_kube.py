@@ -228,8 +228,12 @@ def make_podman_copy(docs: list[Doc], apps: dict[str, tuple[str, int, int]],
                     probe_body = c.pop(probe)
                     if c["name"] == container_name:
                         probes[probe] = probe_body
+            # Only the API port is published; the test reads metrics from
+            # inside the pod, as a scraper in the cluster network would.
+            if "ports" in c:
+                c["ports"] = [p for p in c["ports"] if p.get("name") != "metrics"]
             for p in c.get("ports", []):
-                assert p["containerPort"] == container_port, "one port per app container"
+                assert p["containerPort"] == container_port, "one API port per app container"
                 p["hostPort"] = host_port
                 p["hostIP"] = "127.0.0.1"
         deployments.append(dep)

@@ -18,6 +18,7 @@ from k8s_helpers import (
     INIT_CONTAINER,
     K8S_DIR,
     KEY_DIR,
+    METRICS_PORT,
     NAMESPACE,
     RECOMMENDED_LABELS,
     RUNNER_SHUTDOWN_TIMEOUT_S,
@@ -28,6 +29,7 @@ from k8s_helpers import (
     all_containers,
     by_kind,
     compose_images,
+    label_selector_matches,
     load_docs,
     manifest_files,
     one,
@@ -234,7 +236,8 @@ def test_images_match_compose():
 def test_container_port(app):
     ports = app_container(app).get("ports", [])
     assert [(p.get("name"), p["containerPort"], p.get("protocol", "TCP")) for p in ports] == [
-        ("http", EXPECTED_APPS[app][1], "TCP")
+        ("http", EXPECTED_APPS[app][1], "TCP"),
+        ("metrics", METRICS_PORT, "TCP"),
     ]
     for p in ports:
         assert "hostPort" not in p and "hostIP" not in p, "no host ports in the real manifests"
@@ -467,17 +470,51 @@ def test_no_egress_is_allowed():
         assert not np["spec"].get("egress"), np["metadata"]["name"]
 
 
-@pytest.mark.parametrize("app", APP_NAMES)
-def test_ingress_allowed_only_on_the_service_port(app):
+def ingress_rules(app: str) -> list[dict]:
     labels = deployment(app)["spec"]["template"]["metadata"]["labels"]
+    return [
+        (np["metadata"]["name"], rule)
+        for np in network_policies()
+        if label_selector_matches(np["spec"]["podSelector"], labels)
+        for rule in np["spec"].get("ingress", [])
+    ]
+
+
+@pytest.mark.parametrize("app", APP_NAMES)
+def test_ingress_allowed_only_on_the_service_and_metrics_ports(app):
     container = app_container(app)
     allowed = set()
-    for np in network_policies():
-        if not selector_matches(np["spec"]["podSelector"].get("matchLabels", {}), labels) and np["spec"]["podSelector"] != {}:
-            continue
-        for rule in np["spec"].get("ingress", []):
-            assert rule.get("ports"), f"{np['metadata']['name']}: a rule without ports admits all ports"
-            for p in rule["ports"]:
-                assert p.get("protocol", "TCP") == "TCP"
-                allowed.add(resolve_port(container, p["port"]))
-    assert allowed == {EXPECTED_APPS[app][1]}, f"{app}: ingress admitted on {allowed}"
+    for name, rule in ingress_rules(app):
+        assert rule.get("ports"), f"{name}: a rule without ports admits all ports"
+        for p in rule["ports"]:
+            assert p.get("protocol", "TCP") == "TCP"
+            allowed.add(resolve_port(container, p["port"]))
+    assert allowed == {EXPECTED_APPS[app][1], METRICS_PORT}, f"{app}: ingress admitted on {allowed}"
+
+
+@pytest.mark.parametrize("app", APP_NAMES)
+def test_metrics_are_scrapable_only_from_monitoring_namespaces(app):
+    container = app_container(app)
+    metrics_rules = [
+        (name, rule) for name, rule in ingress_rules(app)
+        if any(resolve_port(container, p["port"]) == METRICS_PORT for p in rule["ports"])
+    ]
+    assert metrics_rules, f"{app}: no policy admits the metrics port"
+    for name, rule in metrics_rules:
+        sources = rule.get("from")
+        assert sources, f"{name}: the metrics port must not be open to everyone"
+        for source in sources:
+            assert source.get("namespaceSelector", {}).get("matchLabels") == {
+                "wasm-jwt/metrics-scraper": "true"
+            }, f"{name}: {source}"
+            assert "ipBlock" not in source
+        # The API port stays in its own rule: a scraper gets metrics only.
+        assert {resolve_port(container, p["port"]) for p in rule["ports"]} == {METRICS_PORT}
+
+
+@pytest.mark.parametrize("app", APP_NAMES)
+def test_pods_carry_scrape_annotations_for_the_metrics_port(app):
+    annotations = deployment(app)["spec"]["template"]["metadata"].get("annotations", {})
+    assert annotations.get("prometheus.io/scrape") == "true"
+    assert annotations.get("prometheus.io/path") == "/metrics"
+    assert resolve_port(app_container(app), int(annotations["prometheus.io/port"])) == METRICS_PORT

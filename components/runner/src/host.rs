@@ -24,6 +24,8 @@ use wasmtime_wasi_http::handler::{
 };
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::metrics::{GaugeGuard, Metrics};
+
 /// A host directory made visible to the guest, read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirMapping {
@@ -128,6 +130,7 @@ pub struct Host {
     /// One permit per live instance, held until the instance is dropped, so
     /// the number of instances never exceeds the pool.
     instances: Arc<Semaphore>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Host {
@@ -137,6 +140,7 @@ impl Host {
         pre: ProxyPre<StoreState>,
         settings: GuestSettings,
         max_instances: usize,
+        metrics: Option<Arc<Metrics>>,
     ) -> Result<Self> {
         let mut preopens = WasiCtxBuilder::new();
         preopens.allow_blocking_current_thread(settings.fs_inline);
@@ -152,6 +156,7 @@ impl Host {
             settings,
             filesystem,
             instances: Arc::new(Semaphore::new(max_instances)),
+            metrics,
         })
     }
 
@@ -191,13 +196,29 @@ impl Host {
     }
 }
 
+impl Host {
+    /// Waits for a free instance slot; with metrics on, a request that has
+    /// to wait is counted as waiting until it gets one (or is cancelled).
+    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.instances.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        let _waiting = self.metrics.as_ref().map(|m| m.waiting_for_instance());
+        Ok(self.instances.clone().acquire_owned().await?)
+    }
+}
+
 impl HandlerState for Host {
     type StoreData = StoreState;
     type WorkerExpiration = Deadline;
     type WorkerState = SingleRequest;
 
     async fn instantiate(&self) -> Result<Instance<StoreState, Deadline, SingleRequest>> {
-        let permit = self.instances.clone().acquire_owned().await?;
+        let permit = self.acquire_slot().await?;
+        let in_use = self
+            .metrics
+            .as_ref()
+            .map(|metrics| metrics.instance_in_use());
         let mut store = self.new_store();
         let timeout = self.settings.request_timeout;
         let proxy = tokio::time::timeout(timeout, self.pre.instantiate_async(&mut store))
@@ -211,6 +232,7 @@ impl HandlerState for Host {
             state: SingleRequest {
                 timeout,
                 _permit: permit,
+                _in_use: in_use,
             },
         })
     }
@@ -221,6 +243,7 @@ impl HandlerState for Host {
 pub struct SingleRequest {
     timeout: Duration,
     _permit: OwnedSemaphorePermit,
+    _in_use: Option<GaugeGuard>,
 }
 
 impl WorkerState for SingleRequest {

@@ -9,12 +9,14 @@
 
 mod engine;
 mod host;
+mod metrics;
 mod probe;
 mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -23,6 +25,7 @@ use wasmtime_wasi_http::handler::ProxyHandler;
 
 use crate::engine::EngineOptions;
 use crate::host::{DirMapping, GuestSettings, Host};
+use crate::metrics::Metrics;
 use crate::server::ServerOptions;
 
 /// mimalloc rather than the C library's allocator: the images link musl,
@@ -101,6 +104,16 @@ struct ServeArgs {
     /// the instance pool.
     #[arg(long, env = "RUNNER_MAX_CONCURRENT_REQUESTS", default_value_t = 128)]
     max_concurrent_requests: u32,
+
+    /// The whole request body must arrive within this long; a client that
+    /// stalls mid-body gets 408 and is disconnected.
+    #[arg(long, env = "RUNNER_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    body_read_timeout: Duration,
+
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics.
+    /// Off unless set; a separate address keeps the service port the API alone.
+    #[arg(long, env = "RUNNER_METRICS_ADDR", value_name = "IP:PORT")]
+    metrics_addr: Option<SocketAddr>,
 
     /// After SIGTERM or SIGINT, how long in-flight requests may take.
     #[arg(long, env = "RUNNER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -252,17 +265,27 @@ fn serve(args: ServeArgs) -> Result<()> {
         request_timeout: args.request_timeout,
         fs_inline: !args.fs_on_blocking_pool,
     };
+    let metrics = args.metrics_addr.map(|_| {
+        let name = component_path.file_name().unwrap_or_default();
+        Arc::new(Metrics::new(
+            &name.to_string_lossy(),
+            args.max_concurrent_requests,
+        ))
+    });
     let host = Host::new(
         engine.clone(),
         pre,
         settings,
         args.max_concurrent_requests as usize,
+        metrics.clone(),
     )?;
     let options = ServerOptions {
         max_body_bytes: args.max_body_bytes,
         shutdown_timeout: args.shutdown_timeout,
         request_timeout: args.request_timeout,
+        body_read_timeout: args.body_read_timeout,
         access_log: !args.no_access_log,
+        metrics: metrics.clone(),
     };
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -275,6 +298,11 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         tracing::info!(addr = %listener.local_addr()?, "listening");
+        if let (Some(addr), Some(metrics)) = (args.metrics_addr, metrics) {
+            let metrics_listener = metrics::bind(addr).await?;
+            tracing::info!(addr = %metrics_listener.local_addr()?, "serving metrics at /metrics");
+            tokio::spawn(metrics::serve(metrics_listener, metrics));
+        }
         server::serve(listener, ProxyHandler::new(host), options, shutdown).await
     })
 }

@@ -21,6 +21,7 @@ use wasmtime_wasi_http::WasiBody;
 use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler};
 
 use crate::host::Host;
+use crate::metrics::{BodyRejection, GuestFailure, Metrics};
 
 /// Limits and timeouts of the HTTP front.
 #[derive(Debug, Clone)]
@@ -31,8 +32,12 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// Reported in the 503 body when a request times out.
     pub request_timeout: Duration,
+    /// The whole request body must arrive within this long, else 408.
+    pub body_read_timeout: Duration,
     /// Write one JSON line per request to stdout.
     pub access_log: bool,
+    /// Where requests are counted, if `--metrics-addr` is set.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// Clients get this long to send their request headers (slowloris guard).
@@ -78,6 +83,11 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
+            // A client may send its whole request and then shut down its
+            // sending side (`nc -N`, some HTTP/1.0 tools). Without this,
+            // hyper takes that EOF for a disconnect and drops the request
+            // being served, and the client never gets its response.
+            .half_close(true)
             .serve_connection(
                 TokioIo::new(stream),
                 service_fn({
@@ -115,13 +125,17 @@ impl Server {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let response = self.call_guest(request).await;
+        let took = start.elapsed();
+        if let Some(metrics) = &self.options.metrics {
+            metrics.record_request(&method, &path, response.status(), took);
+        }
         if self.options.access_log {
             tracing::info!(
                 target: "access",
                 method = %method,
                 path = %path,
                 status = response.status().as_u16(),
-                micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+                micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
             );
         }
         response
@@ -134,15 +148,28 @@ impl Server {
             declared_length(&parts.headers).is_some_and(|length| length > limit as u64);
         // Buffer the (small) body before the guest runs: an oversized or
         // broken upload is then a clean 413/400 from us, never a guest error.
-        let body = match read_body(body, limit, declared_too_large).await {
-            Ok(body) => body,
-            Err(BodyError::TooLarge) => return too_large(limit),
-            Err(BodyError::Read(error)) => {
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    &format!("could not read the request body: {error}"),
-                );
+        let timeout = self.options.body_read_timeout;
+        let read = tokio::time::timeout(timeout, read_body(body, limit, declared_too_large)).await;
+        let body = match read {
+            Ok(Ok(body)) => body,
+            Ok(Err(error)) => {
+                let rejection = match error {
+                    BodyError::TooLarge => BodyRejection::TooLarge,
+                    BodyError::Read(_) => BodyRejection::ReadError,
+                };
+                self.count_body_rejection(rejection);
+                return match error {
+                    BodyError::TooLarge => too_large(limit),
+                    BodyError::Read(error) => error_response(
+                        StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        &format!("could not read the request body: {error}"),
+                    ),
+                };
+            }
+            Err(_elapsed) => {
+                self.count_body_rejection(BodyRejection::ReadTimeout);
+                return body_timed_out(timeout);
             }
         };
         let request = hyper::Request::from_parts(parts, full(body));
@@ -153,12 +180,25 @@ impl Server {
         }
     }
 
+    fn count_body_rejection(&self, rejection: BodyRejection) {
+        if let Some(metrics) = &self.options.metrics {
+            metrics.record_body_rejection(rejection);
+        }
+    }
+
+    fn count_guest_failure(&self, failure: GuestFailure) {
+        if let Some(metrics) = &self.options.metrics {
+            metrics.record_guest_failure(failure);
+        }
+    }
+
     fn guest_failure(&self, error: &wasmtime::Error, took: Duration) -> hyper::Response<WasiBody> {
         // A guest stuck in a loop is stopped by the worker's expiration, which
         // reaches us as "no response" rather than `ExpirationError`: the
         // deadline having passed is what makes it a timeout.
         if error.downcast_ref::<ExpirationError>().is_some() || took >= self.options.request_timeout
         {
+            self.count_guest_failure(GuestFailure::Timeout);
             return error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
@@ -169,6 +209,7 @@ impl Server {
             );
         }
         if let Some(error) = error.downcast_ref::<InstantiationError<()>>() {
+            self.count_guest_failure(GuestFailure::Instantiation);
             tracing::error!(
                 error = format!("{:#}", error.error),
                 "cannot instantiate the component"
@@ -183,6 +224,7 @@ impl Server {
             error = format!("{error:#}"),
             "the component failed a request"
         );
+        self.count_guest_failure(GuestFailure::Trap);
         error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             "component_failed",
@@ -258,6 +300,21 @@ fn too_large(limit: usize) -> hyper::Response<WasiBody> {
         "payload_too_large",
         &format!("request body exceeds the runner's limit of {limit} bytes"),
     )
+}
+
+/// 408 for a body that did not arrive in time. The rest of it may still be
+/// on its way, so the connection is closed after this answer rather than
+/// read as the next request.
+fn body_timed_out(timeout: Duration) -> hyper::Response<WasiBody> {
+    let mut response = error_response(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        &format!("the request body did not arrive within {timeout:?}"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn full(bytes: Bytes) -> WasiBody {

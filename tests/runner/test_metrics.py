@@ -1,0 +1,270 @@
+"""The runner's Prometheus metrics, read by an independent parser.
+
+Starts the real runner binary with the real creator component and with the
+misbehaving test guest, sends a known sequence of requests (good, bad,
+oversized, stalled, trapping, looping), scrapes `--metrics-addr` and parses
+the exposition with the Python Prometheus client's OpenMetrics parser: every
+count must be exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import socket
+import subprocess
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[2]
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+WASM = TARGET / "wasm32-wasip2" / "release"
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+@pytest.fixture(scope="module")
+def runner_bin() -> Path:
+    # A no-op when `cargo test` (run first by scripts/test.sh) built it.
+    subprocess.run(["cargo", "build", "--locked", "-q", "-p", "runner"], cwd=ROOT, check=True)
+    return TARGET / "debug" / "runner"
+
+
+@pytest.fixture(scope="module")
+def compiled(runner_bin, tmp_path_factory) -> dict[str, Path]:
+    out = tmp_path_factory.mktemp("cwasm")
+    result = {}
+    for name in ("creator", "misbehaving_guest"):
+        wasm = WASM / f"{name}.wasm"
+        assert wasm.is_file(), f"{wasm} missing: scripts/test.sh builds the components first"
+        cwasm = out / f"{name}.cwasm"
+        subprocess.run([runner_bin, "compile", wasm, "-o", cwasm], check=True)
+        result[name] = cwasm
+    return result
+
+
+@pytest.fixture(scope="module")
+def key_dir(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("key")
+    # The reference key format: `echo "$KEY" | sha512sum | head -c 128`.
+    (directory / "key.txt").write_text(hashlib.sha512(b"metrics-secret\n").hexdigest())
+    return directory
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Runner:
+    def __init__(self, runner_bin: Path, component: Path, *args: str):
+        self.port, self.metrics_port = free_port(), free_port()
+        self.process = subprocess.Popen(
+            [
+                runner_bin,
+                "--addr", f"127.0.0.1:{self.port}",
+                "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
+                "--no-access-log",
+                *args,
+                component,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                # Any answer means it serves (the test guest has no /healthz).
+                self.request("GET", "/healthz")
+                break
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"runner did not start: {self.process.stderr.read().decode()}")
+            time.sleep(0.05)
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request(method, path, body=body)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def stalled_upload(self) -> bytes:
+        """Declares a body, sends a part of it, then goes silent."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{\"user")
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+            return answer
+
+    def scrape(self) -> tuple[str, str]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
+        try:
+            connection.request("GET", "/metrics")
+            response = connection.getresponse()
+            assert response.status == 200
+            return response.getheader("Content-Type"), response.read().decode()
+        finally:
+            connection.close()
+
+    def samples(self) -> dict[str, dict[frozenset, float]]:
+        """sample name -> {frozenset(labels): value}, from the parsed exposition."""
+        content_type, text = self.scrape()
+        assert content_type == OPENMETRICS
+        samples: dict[str, dict[frozenset, float]] = defaultdict(dict)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples[sample.name][frozenset(sample.labels.items())] = sample.value
+        return samples
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait()
+
+
+def labels(**kw) -> frozenset:
+    return frozenset(kw.items())
+
+
+def requests_by_labels(samples) -> dict[tuple[str, str, str], float]:
+    return {
+        (d["route"], d["method"], d["status"]): value
+        for key, value in samples["runner_http_requests_total"].items()
+        for d in [dict(key)]
+    }
+
+
+def test_counts_after_a_known_sequence_of_requests(runner_bin, compiled, key_dir):
+    runner = Runner(
+        runner_bin,
+        compiled["creator"],
+        "--dir", f"{key_dir}::/usr/share/key",
+        "--max-body-bytes", "1024",
+        "--body-read-timeout", "300ms",
+        "--max-concurrent-requests", "4",
+    )
+    try:
+        good = b'{"username": "testname", "password": "pass"}'
+        expected = {
+            ("/healthz", "GET", "200"): 1,  # the start-up probe above
+            ("/create", "POST", "200"): 3,
+            ("/create", "POST", "400"): 2,
+            ("/create", "POST", "413"): 1,
+            ("/create", "POST", "408"): 1,
+            ("/create", "GET", "405"): 1,
+            ("unmatched", "GET", "404"): 2,
+        }
+        for _ in range(3):
+            assert runner.request("POST", "/create", good)[0] == 200
+        assert runner.request("POST", "/create", b"{not json")[0] == 400
+        assert runner.request("POST", "/create", b'{"password": "x"}')[0] == 400
+        assert runner.request("POST", "/create", b"x" * 2000)[0] == 413
+        assert runner.stalled_upload().startswith(b"HTTP/1.1 408 ")
+        assert runner.request("GET", "/create")[0] == 405
+        assert runner.request("GET", "/nope")[0] == 404
+        assert runner.request("GET", "/random/scanner/path")[0] == 404
+
+        samples = runner.samples()
+        assert requests_by_labels(samples) == expected
+        # Every answered request is timed, under its route.
+        counts = {dict(k)["route"]: v for k, v in samples["runner_http_request_duration_seconds_count"].items()}
+        assert counts == {"/healthz": 1, "/create": 8, "unmatched": 2}
+        buckets = samples["runner_http_request_duration_seconds_bucket"]
+        assert buckets[labels(route="/create", le="+Inf")] == 8
+        assert any(dict(k)["le"] == "0.0001" for k in buckets), "sub-millisecond buckets"
+        assert samples["runner_request_body_rejections_total"] == {
+            labels(reason="too_large"): 1,
+            labels(reason="read_timeout"): 1,
+        }
+        assert samples.get("runner_guest_failures_total", {}) == {}
+        assert samples["runner_instances_in_use"] == {labels(): 0}
+        assert samples["runner_requests_waiting"] == {labels(): 0}
+        assert samples["runner_instances_max"] == {labels(): 4}
+        (build,) = samples["runner_build_info"]
+        build = dict(build)
+        assert build["component"] == "creator.cwasm"
+        assert build["wasmtime_version"] == "48.0.8"
+        assert build["version"]
+    finally:
+        runner.stop()
+
+
+def test_guest_traps_and_timeouts_are_counted(runner_bin, compiled):
+    runner = Runner(runner_bin, compiled["misbehaving_guest"], "--request-timeout", "300ms")
+    try:
+        assert runner.request("GET", "/trap")[0] == 500
+        assert runner.request("GET", "/trap")[0] == 500
+        assert runner.request("GET", "/loop")[0] == 503
+        assert runner.request("GET", "/ok")[0] == 200
+        samples = runner.samples()
+        assert samples["runner_guest_failures_total"] == {
+            labels(reason="trap"): 2,
+            labels(reason="timeout"): 1,
+        }
+        requests = requests_by_labels(samples)
+        assert requests[("/trap", "GET", "500")] == 2
+        assert requests[("/loop", "GET", "503")] == 1
+        assert requests[("/ok", "GET", "200")] == 1
+        assert samples["runner_instances_in_use"] == {labels(): 0}
+    finally:
+        runner.stop()
+
+
+def test_saturation_shows_as_waiting_requests(runner_bin, compiled):
+    """With one instance slot and a slow request holding it, a second
+    request waits, and the gauges say so while it does."""
+    runner = Runner(runner_bin, compiled["misbehaving_guest"], "--max-concurrent-requests", "1")
+    try:
+        import threading
+
+        results = []
+        slow = [threading.Thread(target=lambda: results.append(runner.request("GET", "/slow?ms=1500")[0]))
+                for _ in range(2)]
+        for thread in slow:
+            thread.start()
+        deadline = time.monotonic() + 1.0
+        seen = None
+        while time.monotonic() < deadline:
+            samples = runner.samples()
+            seen = (samples["runner_instances_in_use"][labels()], samples["runner_requests_waiting"][labels()])
+            if seen == (1, 1):
+                break
+            time.sleep(0.02)
+        assert seen == (1, 1), f"(in use, waiting) = {seen}"
+        for thread in slow:
+            thread.join()
+        assert results == [200, 200]
+        samples = runner.samples()
+        assert (samples["runner_instances_in_use"][labels()], samples["runner_requests_waiting"][labels()]) == (0, 0)
+    finally:
+        runner.stop()
+
+
+def test_metrics_endpoint_answers_only_metrics(runner_bin, compiled):
+    runner = Runner(runner_bin, compiled["misbehaving_guest"])
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", runner.metrics_port, timeout=10)
+        connection.request("GET", "/")
+        response = connection.getresponse()
+        assert response.status == 404
+        assert b"not_found" in response.read()
+        connection.request("POST", "/metrics", body=b"")
+        response = connection.getresponse()
+        assert response.status == 405
+        assert response.getheader("Allow") == "GET, HEAD"
+        response.read()
+        connection.close()
+        # The service port does not serve metrics: it is the component's alone.
+        assert runner.request("GET", "/metrics")[0] == 404
+    finally:
+        runner.stop()
