@@ -41,8 +41,11 @@ def run_schemathesis(spec: Path, url: str, tags: list[str], report: Path, max_ex
     ]
     for tag in tags:
         cmd += ["--include-tag", tag]
+    # Run where the report goes: Schemathesis keeps a cache (.schemathesis/)
+    # in its working directory, which must not land in the repository.
     return subprocess.run(
-        cmd, cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300
+        cmd, cwd=report.parent, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        timeout=300,
     )
 
 
