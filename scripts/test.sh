@@ -36,6 +36,6 @@ step "Rust unit and integration tests"
 cargo test --locked --workspace
 
 if ! $only_rust; then
-    step "containers: images, docker compose, Kubernetes manifests and pods"
+    step "API description against the live services; containers: images, docker compose, Kubernetes manifests and pods"
     python3 -m pytest -ra tests/
 fi
