@@ -28,14 +28,14 @@ cargo clippy --locked -p runner --no-default-features -- -D warnings
 step "build the components the tests serve"
 cargo build --locked --release --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest
 
-step "Python test dependencies (PyJWT for interop, pytest and friends for e2e)"
+step "Python test dependencies (PyJWT for interop, pytest and friends for e2e, OpenAPI checks)"
 python3 -m pip install --quiet --disable-pip-version-check \
-    pyjwt pytest pyyaml kubernetes-validate
+    pyjwt pytest pyyaml kubernetes-validate "openapi-spec-validator>=0.7,<1" "schemathesis>=4.32,<5"
 
 step "Rust unit and integration tests"
 cargo test --locked --workspace
 
 if ! $only_rust; then
-    step "containers: images, docker compose, Kubernetes manifests and pods"
+    step "API description against the live services; containers: images, docker compose, Kubernetes manifests and pods"
     python3 -m pytest -ra tests/
 fi

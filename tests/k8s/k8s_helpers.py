@@ -15,6 +15,9 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K8S_DIR = REPO_ROOT / "k8s"
+# Optional objects applied on their own (`kubectl apply -f k8s/autoscaling/`):
+# `kubectl apply -f k8s/` does not descend into subdirectories.
+AUTOSCALING_DIR = K8S_DIR / "autoscaling"
 COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 
 NAMESPACE = "wasm-jwt"
@@ -70,17 +73,17 @@ class Doc:
         return f"{self.path.name}#{self.index}:{self.kind}/{self.name}"
 
 
-def manifest_files() -> list[Path]:
-    """The files `kubectl apply -f k8s/` would read, in the order it reads them."""
+def manifest_files(directory: Path = K8S_DIR) -> list[Path]:
+    """The files `kubectl apply -f <directory>` would read, in the order it reads them."""
     return sorted(
-        p for p in K8S_DIR.iterdir() if p.is_file() and p.suffix in {".yaml", ".yml", ".json"}
+        p for p in directory.iterdir() if p.is_file() and p.suffix in {".yaml", ".yml", ".json"}
     )
 
 
-def load_docs() -> list[Doc]:
+def load_docs(directory: Path = K8S_DIR) -> list[Doc]:
     """All non-empty documents of all manifest files, in apply order."""
     docs = []
-    for path in manifest_files():
+    for path in manifest_files(directory):
         with path.open() as f:
             bodies = [b for b in yaml.safe_load_all(f) if b is not None]
         docs.extend(Doc(path, i, b) for i, b in enumerate(bodies))

@@ -18,7 +18,7 @@ from packaging.version import Version
 import kubernetes_validate
 from kubernetes_validate.utils import all_versions
 
-from k8s_helpers import Doc, deep_copy, load_docs, one, pod_spec
+from k8s_helpers import AUTOSCALING_DIR, Doc, deep_copy, load_docs, one, pod_spec
 
 OLDEST_SUPPORTED = "1.30"
 
@@ -38,6 +38,7 @@ def _versions() -> list[str]:
 
 VERSIONS = _versions()
 DOCS = load_docs()
+AUTOSCALING_DOCS = load_docs(AUTOSCALING_DIR)
 
 
 def test_validator_ships_the_versions_we_test():
@@ -63,9 +64,18 @@ def _validate(body: dict, version: str) -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-@pytest.mark.parametrize("doc", DOCS, ids=str)
+@pytest.mark.parametrize("doc", DOCS + AUTOSCALING_DOCS, ids=str)
 def test_manifest_is_valid_strict(doc: Doc, version: str):
     _validate(doc.body, version)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_validation_rejects_an_unknown_autoscaler_field(version: str):
+    # The HPAs are autoscaling/v2, where a v1-style field does not exist.
+    body = deep_copy(one(AUTOSCALING_DOCS, "HorizontalPodAutoscaler", "creator").body)
+    body["spec"]["targetCPUUtilizationPercentage"] = 70
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(body, version, strict=True)
 
 
 # Negative controls: prove that the validation above can fail at all, i.e. that

@@ -255,6 +255,18 @@ fn create(
         Err(e) => return key_unavailable(&e),
     };
     match token::issue(&key, &request.username, config.token_ttl) {
+        // The verifier refuses tokens over MAX_TOKEN_LEN unparsed; issuing one
+        // would hand out a token that can never be verified. The username is
+        // what makes it long, so it is the client's error.
+        Ok(token) if token.len() > token::MAX_TOKEN_LEN => Response::error(
+            400,
+            "invalid_request",
+            format!(
+                "username is too long: its token would be {} bytes; tokens are at most {}",
+                token.len(),
+                token::MAX_TOKEN_LEN
+            ),
+        ),
         Ok(token) => Response::text(200, token),
         Err(e) => Response::error(500, "internal", e.to_string()),
     }
@@ -382,6 +394,39 @@ mod tests {
                 .headers
                 .iter()
                 .any(|(name, _)| *name == "WWW-Authenticate")
+        );
+    }
+
+    #[test]
+    fn the_creator_issues_only_tokens_the_verifier_accepts() {
+        let create = |username: String| {
+            let body = serde_json::json!({ "username": username, "password": "p" }).to_string();
+            call(Endpoint::Creator, "POST", "/create", body.as_bytes())
+        };
+        // Control characters are escaped to six bytes each in the claims, the
+        // worst case per character: 900 of them still fit, with room for a
+        // longer header.
+        let long = "\u{1}".repeat(900);
+        let created = create(long.clone());
+        assert_eq!(created.status, 200, "{created:?}");
+        let body = serde_json::json!({ "token": String::from_utf8(created.body).unwrap() });
+        let verified = call(
+            Endpoint::Verifier,
+            "POST",
+            "/verifier",
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(verified.status, 200, "{verified:?}");
+        assert_eq!(verified.body, long.as_bytes());
+
+        let refused = create("a".repeat(token::MAX_TOKEN_LEN));
+        assert_eq!(refused.status, 400);
+        let error = error_of(&refused);
+        assert_eq!(error.error, "invalid_request");
+        assert!(
+            error.detail.contains("username is too long"),
+            "{}",
+            error.detail
         );
     }
 
