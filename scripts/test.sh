@@ -30,7 +30,8 @@ cargo build --locked --release --target wasm32-wasip2 -p creator -p verifier -p 
 
 step "Python test dependencies (PyJWT for interop, pytest and friends for e2e, OpenAPI checks)"
 python3 -m pip install --quiet --disable-pip-version-check \
-    pyjwt pytest pyyaml kubernetes-validate "openapi-spec-validator>=0.7,<1" "schemathesis>=4.32,<5"
+    pyjwt pytest pyyaml kubernetes-validate prometheus-client \
+    "openapi-spec-validator>=0.7,<1" "schemathesis>=4.32,<5"
 
 step "Rust unit and integration tests"
 cargo test --locked --workspace

@@ -2,14 +2,12 @@
 
 The real runner binary serves the real components on 127.0.0.1 (ports chosen
 by the kernel), with a key file written by the real keycreator binary.
-scripts/test.sh has built all of it before pytest runs; the builds below are
-then no-ops that only make `python3 -m pytest tests/api` work on its own.
+The `binaries` and `key_dir` fixtures come from tests/conftest.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -22,47 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "docs" / "openapi.yaml"
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-# Same override as the Rust tests (components/runner/tests/common/mod.rs).
-WASM_DIR = Path(os.environ.get("WASM_DIR", TARGET / "wasm32-wasip2" / "release"))
-KEY = "openapi-contract-test-secret"
 START_TIMEOUT = 60
-
-
-def _run(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 1800) -> None:
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, timeout=timeout, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}"
-
-
-@pytest.fixture(scope="session")
-def binaries() -> dict[str, Path]:
-    """Debug runner and keycreator (what `cargo test` builds) and the release components."""
-    # Exactly the commands of scripts/test.sh: other package selections unify
-    # features differently and would rebuild wasmtime's dependency tree.
-    _run(["cargo", "test", "--locked", "--workspace", "--no-run"])
-    if "WASM_DIR" not in os.environ:
-        _run(["cargo", "build", "--locked", "--release", "--target", "wasm32-wasip2",
-              "-p", "creator", "-p", "verifier", "-p", "misbehaving-guest"])
-    found = {
-        "runner": TARGET / "debug" / "runner",
-        "keycreator": TARGET / "debug" / "keycreator",
-        "creator": WASM_DIR / "creator.wasm",
-        "verifier": WASM_DIR / "verifier.wasm",
-    }
-    for name, path in found.items():
-        assert path.is_file(), f"{name}: {path} is missing"
-    return found
-
-
-@pytest.fixture(scope="session")
-def key_dir(binaries, tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("key")
-    env = {**os.environ, "KEY": KEY, "KEY_FILE": str(directory / "key.txt")}
-    _run([str(binaries["keycreator"])], env=env, timeout=30)
-    return directory
 
 
 @dataclass
@@ -73,11 +31,7 @@ class Service:
     log: list[str]
 
 
-def _start(name: str, binaries: dict[str, Path], key_dir: Path, tmp: Path) -> Service:
-    # Compile once ahead of time, as the images do: starting from a .cwasm
-    # takes milliseconds instead of a Cranelift compile per start.
-    cwasm = tmp / f"{name}.cwasm"
-    _run([str(binaries["runner"]), "compile", str(binaries[name]), "-o", str(cwasm)], timeout=300)
+def _start(name: str, binaries: dict[str, Path], key_dir: Path, cwasm: Path) -> Service:
     process = subprocess.Popen(
         [str(binaries["runner"]), "--addr", "127.0.0.1:0", "--no-access-log",
          "--dir", f"{key_dir}::/usr/share/key", str(cwasm)],
@@ -120,13 +74,12 @@ def _start(name: str, binaries: dict[str, Path], key_dir: Path, tmp: Path) -> Se
 
 
 @pytest.fixture(scope="session")
-def services(binaries, key_dir, tmp_path_factory):
+def services(binaries, key_dir, cwasm):
     """{"creator": Service, "verifier": Service}, stopped at the end of the session."""
-    tmp = tmp_path_factory.mktemp("components")
     started: dict[str, Service] = {}
     try:
         for name in ("creator", "verifier"):
-            started[name] = _start(name, binaries, key_dir, tmp)
+            started[name] = _start(name, binaries, key_dir, cwasm(name))
         yield started
     finally:
         for service in started.values():

@@ -9,50 +9,17 @@ count must be exact.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
-import os
 import socket
 import subprocess
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parents[2]
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-WASM = TARGET / "wasm32-wasip2" / "release"
 OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-@pytest.fixture(scope="module")
-def runner_bin() -> Path:
-    # A no-op when `cargo test` (run first by scripts/test.sh) built it.
-    subprocess.run(["cargo", "build", "--locked", "-q", "-p", "runner"], cwd=ROOT, check=True)
-    return TARGET / "debug" / "runner"
-
-
-@pytest.fixture(scope="module")
-def compiled(runner_bin, tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("cwasm")
-    result = {}
-    for name in ("creator", "misbehaving_guest"):
-        wasm = WASM / f"{name}.wasm"
-        assert wasm.is_file(), f"{wasm} missing: scripts/test.sh builds the components first"
-        cwasm = out / f"{name}.cwasm"
-        subprocess.run([runner_bin, "compile", wasm, "-o", cwasm], check=True)
-        result[name] = cwasm
-    return result
-
-
-@pytest.fixture(scope="module")
-def key_dir(tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("key")
-    # The reference key format: `echo "$KEY" | sha512sum | head -c 128`.
-    (directory / "key.txt").write_text(hashlib.sha512(b"metrics-secret\n").hexdigest())
-    return directory
 
 
 def free_port() -> int:
@@ -144,10 +111,10 @@ def requests_by_labels(samples) -> dict[tuple[str, str, str], float]:
     }
 
 
-def test_counts_after_a_known_sequence_of_requests(runner_bin, compiled, key_dir):
+def test_counts_after_a_known_sequence_of_requests(binaries, cwasm, key_dir):
     runner = Runner(
-        runner_bin,
-        compiled["creator"],
+        binaries["runner"],
+        cwasm("creator"),
         "--dir", f"{key_dir}::/usr/share/key",
         "--max-body-bytes", "1024",
         "--body-read-timeout", "300ms",
@@ -199,8 +166,8 @@ def test_counts_after_a_known_sequence_of_requests(runner_bin, compiled, key_dir
         runner.stop()
 
 
-def test_guest_traps_and_timeouts_are_counted(runner_bin, compiled):
-    runner = Runner(runner_bin, compiled["misbehaving_guest"], "--request-timeout", "300ms")
+def test_guest_traps_and_timeouts_are_counted(binaries, cwasm):
+    runner = Runner(binaries["runner"], cwasm("misbehaving_guest"), "--request-timeout", "300ms")
     try:
         assert runner.request("GET", "/trap")[0] == 500
         assert runner.request("GET", "/trap")[0] == 500
@@ -220,13 +187,11 @@ def test_guest_traps_and_timeouts_are_counted(runner_bin, compiled):
         runner.stop()
 
 
-def test_saturation_shows_as_waiting_requests(runner_bin, compiled):
+def test_saturation_shows_as_waiting_requests(binaries, cwasm):
     """With one instance slot and a slow request holding it, a second
     request waits, and the gauges say so while it does."""
-    runner = Runner(runner_bin, compiled["misbehaving_guest"], "--max-concurrent-requests", "1")
+    runner = Runner(binaries["runner"], cwasm("misbehaving_guest"), "--max-concurrent-requests", "1")
     try:
-        import threading
-
         results = []
         slow = [threading.Thread(target=lambda: results.append(runner.request("GET", "/slow?ms=1500")[0]))
                 for _ in range(2)]
@@ -250,8 +215,8 @@ def test_saturation_shows_as_waiting_requests(runner_bin, compiled):
         runner.stop()
 
 
-def test_metrics_endpoint_answers_only_metrics(runner_bin, compiled):
-    runner = Runner(runner_bin, compiled["misbehaving_guest"])
+def test_metrics_endpoint_answers_only_metrics(binaries, cwasm):
+    runner = Runner(binaries["runner"], cwasm("misbehaving_guest"))
     try:
         connection = http.client.HTTPConnection("127.0.0.1", runner.metrics_port, timeout=10)
         connection.request("GET", "/")
