@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provide the Rust builder image `rust:1.95.0-slim-bookworm` used by docker/Dockerfile.
 #
-#   1. already present locally      -> done
+#   1. already present locally      -> done (unless it is an outdated stand-in
+#                                       made by an earlier version of this script)
 #   2. `docker pull` (short timeout) -> done
 #   3. air-gapped fallback: build an equivalent image from
 #        - a `debootstrap --variant=minbase bookworm` rootfs with the packages the
@@ -9,11 +10,17 @@
 #          ca-certificates) plus musl-tools (wasmtime's build script compiles a
 #          C file for the musl target),
 #        - the host's rustup toolchain for rustc $RUST_VERSION (with the
-#          wasm32-wasip2 and x86_64-unknown-linux-musl targets, without docs),
+#          wasm32-wasip2, x86_64- and aarch64-unknown-linux-musl targets, without
+#          docs),
 #          laid out like the official image (RUSTUP_HOME=/usr/local/rustup,
 #          CARGO_HOME=/usr/local/cargo, proxies in /usr/local/cargo/bin),
 #        - the host CA bundle (it may hold a re-signing CA needed for crates.io),
-#      and `docker import` it under the same tag.
+#      and `docker import` it under the same tag, labelled with $STANDIN_LABEL.
+#
+# The label's value says what the stand-in contains; bump STANDIN_VERSION when
+# that changes, so machines that kept an older stand-in (CI caches) rebuild it.
+# An image without the label that is not a stand-in (the official one) is kept:
+# the Dockerfile adds what it lacks.
 #
 # Idempotent. Needs root (debootstrap) only for step 3.
 set -euo pipefail
@@ -23,7 +30,11 @@ IMAGE=${BUILDER_IMAGE:-rust:${RUST_VERSION}-slim-bookworm}
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PULL_TIMEOUT=${PULL_TIMEOUT:-30}
-TARGETS=(wasm32-wasip2 x86_64-unknown-linux-musl)
+# aarch64 musl: the arm64 images are cross-compiled (docker/Dockerfile).
+TARGETS=(wasm32-wasip2 x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
+STANDIN_LABEL=org.wasm-jwt.builder-image
+# 1: wasm32-wasip2 + x86_64 musl. 2: + aarch64 musl.
+STANDIN_VERSION=2
 HOST_TRIPLE=x86_64-unknown-linux-gnu
 TOOLCHAIN_NAME=${RUST_VERSION}-${HOST_TRIPLE}
 HOST_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
@@ -32,16 +43,23 @@ log() { printf '[builder-image] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 if docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    log "$IMAGE is present locally"
-    exit 0
+    labels=$(docker image inspect -f '{{json .Config.Labels}}' "$IMAGE")
+    version=$(printf '%s' "$labels" | grep -o "\"$STANDIN_LABEL\":\"[^\"]*\"" | cut -d'"' -f4 || true)
+    comment=$(docker image inspect -f '{{.Comment}}' "$IMAGE")
+    if [ "$version" = "$STANDIN_VERSION" ] || { [ -z "$version" ] && [[ "$comment" != "local stand-in for "* ]]; }; then
+        log "$IMAGE is present locally"
+        exit 0
+    fi
+    log "$IMAGE is an outdated local stand-in (version ${version:-1}, want $STANDIN_VERSION): rebuilding it"
+else
+    log "trying: docker pull $IMAGE (timeout ${PULL_TIMEOUT}s)"
+    if timeout "$PULL_TIMEOUT" docker pull -q "$IMAGE" >/dev/null 2>&1; then
+        log "pulled $IMAGE"
+        exit 0
+    fi
+    log "pull failed"
 fi
-
-log "trying: docker pull $IMAGE (timeout ${PULL_TIMEOUT}s)"
-if timeout "$PULL_TIMEOUT" docker pull -q "$IMAGE" >/dev/null 2>&1; then
-    log "pulled $IMAGE"
-    exit 0
-fi
-log "pull failed; building $IMAGE locally from debootstrap + the host toolchain"
+log "building $IMAGE locally from debootstrap + the host toolchain"
 
 [ "$(id -u)" -eq 0 ] || die "building the image needs root (debootstrap)"
 
@@ -144,6 +162,7 @@ tar --numeric-owner -C "$rootfs" -cf - . | docker import \
     --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change "ENV RUST_VERSION=$RUST_VERSION" \
     --change 'CMD ["bash"]' \
+    --change "LABEL $STANDIN_LABEL=$STANDIN_VERSION" \
     --message "local stand-in for $IMAGE (debootstrap $SUITE + host rustup toolchain)" \
     - "$IMAGE" >/dev/null
 

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! runner [--addr IP:PORT] [--dir HOST::GUEST]... [--env NAME[=VALUE]]... COMPONENT
-//! runner compile COMPONENT.wasm -o COMPONENT.cwasm
+//! runner compile COMPONENT.wasm -o COMPONENT.cwasm [--target TRIPLE]
 //! runner probe http://127.0.0.1:8000/readyz
 //! ```
 
@@ -61,6 +61,11 @@ enum Command {
         /// Where to write the compiled component (`.cwasm`).
         #[arg(short, long)]
         output: PathBuf,
+        /// Compile for another architecture, as a target triple such as
+        /// `aarch64-unknown-linux-musl` (only the architecture and OS
+        /// matter). Default: portable code for this machine's architecture.
+        #[arg(long, value_name = "TRIPLE")]
+        target: Option<String>,
     },
     /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: a health check
     /// for images that have no shell or curl.
@@ -166,7 +171,11 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         #[cfg(feature = "compiler")]
-        Some(Command::Compile { input, output }) => engine::precompile(&input, &output),
+        Some(Command::Compile {
+            input,
+            output,
+            target,
+        }) => engine::precompile(&input, &output, target.as_deref()),
         Some(Command::Probe { url, timeout }) => return run_probe(&url, timeout),
         None => serve(cli.serve),
     };

@@ -1,5 +1,15 @@
 //! Starts the real `runner` binary on a loopback ephemeral port with the real
 //! components, and talks HTTP to it.
+//!
+//! The servers can also be another build of the runner, with its own
+//! precompiled components and key file, so the same expectations check what
+//! the images ship (tests/e2e/test_arm64.py runs the arm64 build this way):
+//!
+//! - `TEST_RUNNER`: the runner binary to serve with (default: this crate's);
+//! - `TEST_CWASM_DIR`: its `creator.cwasm` and `verifier.cwasm` (default:
+//!   compiled here with `runner compile`);
+//! - `TEST_KEY_FILE`: a key file written by keycreator for `benchmark-secret`
+//!   (default: [`BENCHMARK_KEY`] written here).
 
 #![allow(dead_code)] // Each test binary uses a different part of this.
 
@@ -11,6 +21,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub const RUNNER: &str = env!("CARGO_BIN_EXE_runner");
+
+/// The runner that serves: `TEST_RUNNER`, or this crate's.
+fn serving_runner() -> PathBuf {
+    std::env::var_os("TEST_RUNNER").map_or_else(|| PathBuf::from(RUNNER), PathBuf::from)
+}
 
 /// `echo benchmark-secret | sha512sum | head -c 128`.
 pub const BENCHMARK_KEY: &str = "42a5dd4b401dc38d1857b79e53432bf33b9f4d36301fd5c863280c0a550777172b7235376c2a35d2d5eb857407575559ec6874127f05fe8f098217cfc9225e63";
@@ -39,6 +54,11 @@ pub fn wasm(name: &str) -> PathBuf {
 /// The component compiled once per test binary with `runner compile`, so
 /// each test starts a runner in milliseconds instead of compiling again.
 pub fn cwasm(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("TEST_CWASM_DIR") {
+        let path = Path::new(&dir).join(format!("{name}.cwasm"));
+        assert!(path.is_file(), "TEST_CWASM_DIR has no {}", path.display());
+        return path;
+    }
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
     static LOCK: Mutex<()> = Mutex::new(());
     let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
@@ -60,7 +80,13 @@ pub fn cwasm(name: &str) -> PathBuf {
 /// A key directory holding the benchmark key, as keycreator would write it.
 pub fn key_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("key.txt"), BENCHMARK_KEY).unwrap();
+    let key = dir.path().join("key.txt");
+    match std::env::var_os("TEST_KEY_FILE") {
+        Some(file) => {
+            std::fs::copy(&file, &key).unwrap();
+        }
+        None => std::fs::write(&key, BENCHMARK_KEY).unwrap(),
+    }
     dir
 }
 
@@ -78,7 +104,7 @@ impl Runner {
     }
 
     pub fn try_start(component: &Path, args: &[&str]) -> Result<Runner, String> {
-        let mut child = Command::new(RUNNER)
+        let mut child = Command::new(serving_runner())
             .args(["--addr", "127.0.0.1:0"])
             .args(args)
             .arg(component)
