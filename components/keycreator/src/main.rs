@@ -31,8 +31,9 @@ use sha2::{Digest, Sha512};
 
 const DEFAULT_KEY_FILE: &str = "/usr/share/key/key.txt";
 
-/// Must match `token_contract::key::PREVIOUS_KEY_FILE_NAME` (a test checks);
-/// not a dependency, to keep JWT code out of this static binary.
+/// Must match `token_contract::key::PREVIOUS_KEY_FILE_NAME` (the CLI tests
+/// and the runner's rotation tests pin both to this name); not a dependency,
+/// to keep JWT code out of this static binary.
 const PREVIOUS_KEY_FILE_NAME: &str = "previous-key.txt";
 
 /// Owner and group may read; nobody may write. The services run as the

@@ -158,8 +158,15 @@ impl Keys for KeyFiles {
 }
 
 fn key_id(key: &[u8]) -> String {
+    use jwt_simple::algorithms::MACLike;
+    use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Decoder};
     use std::fmt::Write;
-    let digest = hmac_sha256::Hash::hash(key);
+    // jwt-simple's own key id is the unpadded base64url of SHA-256 over the
+    // key bytes: reuse that hash (no extra crate, no extra code in the
+    // components) and present its first bytes in hex.
+    let mut key = HS256Key::from_bytes(key);
+    let digest = Base64UrlSafeNoPadding::decode_to_vec(key.create_key_id(), None)
+        .expect("jwt-simple encodes its key ids in base64url");
     digest[..KID_BYTES]
         .iter()
         .fold(String::with_capacity(2 * KID_BYTES), |mut hex, byte| {
