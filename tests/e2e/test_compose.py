@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.error
@@ -31,6 +32,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from rotation_load import TokenLoad, token_kid  # noqa: E402
 PROJECT = "wasmjwt-e2e"
 KEY = "e2e-signing-secret-not-for-production"
 TOKEN_TTL = 120  # not the default 300: shows the setting reaches the component
@@ -327,6 +330,63 @@ def test_compose_up_without_key_fails_naming_key(stack):
         assert elapsed < 20, f"took {elapsed:.1f}s to fail"
     finally:
         compose("down", "-v", project=f"{PROJECT}-nokey", check=False)
+
+
+def rotate(step: str, key: str, previous: str | None = None):
+    """scripts/rotate-key.sh STEP against the test stack, as an operator runs it."""
+    env = compose_env(key) | {
+        "COMPOSE_PROJECT_NAME": PROJECT,
+        "COMPOSE_FILE": str(ROOT / "compose.yaml"),
+        "COMPOSE": " ".join(compose_command()),
+    }
+    env.pop("KEY_PREVIOUS", None)
+    if previous is not None:
+        env["KEY_PREVIOUS"] = previous
+    return run(["scripts/rotate-key.sh", step], env=env, timeout=120)
+
+
+def sha256_kid(secret: str) -> str:
+    """The kid of the key derived from `secret`, as README documents it."""
+    key = hashlib.sha512(f"{secret}\n".encode()).hexdigest()
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def test_key_rotation_under_load_rejects_no_valid_token(stack):
+    """The acceptance test of key rotation in compose: a client creates and
+    verifies tokens continuously while scripts/rotate-key.sh opens the window
+    (KEY=new, KEY_PREVIOUS=old) and closes it (KEY=new); no valid token may be
+    rejected, and afterwards a token of the retired key must be.
+
+    The documented wait between open and close is one token lifetime; here
+    it is a few seconds, because the load verifies each token right after
+    creating it. The token made before the rotation stands for the tokens
+    still in circulation: accepted inside the window, rejected after it."""
+    new_key = "e2e-rotated-signing-secret"
+    old_token = create_token("before-rotation")
+    assert token_kid(old_token) == sha256_kid(KEY)
+    try:
+        with TokenLoad([CREATOR], [VERIFIER]) as load:
+            time.sleep(2)
+            rotate("open", new_key, previous=KEY)
+            time.sleep(3)
+            status, _, body = http("POST", f"{VERIFIER}/verifier", {"token": old_token})
+            assert (status, body) == (200, "before-rotation"), "old token refused inside the window"
+            rotate("close", new_key)
+            time.sleep(2)
+        print(load.summary())
+        assert not load.rejected and not load.errors, load.summary()
+        # The rotation happened under load: tokens of both keys were verified.
+        assert load.kids[sha256_kid(KEY)] > 0 and load.kids[sha256_kid(new_key)] > 0, load.summary()
+        assert set(load.kids) == {sha256_kid(KEY), sha256_kid(new_key)}, load.summary()
+
+        status, ctype, body = http("POST", f"{VERIFIER}/verifier", {"token": old_token})
+        assert status == 401, (status, body)
+        assert ctype.startswith("application/json") and "unknown key id" in body, body
+        assert token_kid(create_token()) == sha256_kid(new_key)
+    finally:
+        # The other tests expect the stack's own KEY (and no previous key).
+        rotate("close", KEY)
+    assert token_kid(create_token()) == sha256_kid(KEY)
 
 
 def test_zz_compose_down_is_fast(stack):

@@ -23,6 +23,7 @@ COMPOSE_FILE = REPO_ROOT / "compose.yaml"
 NAMESPACE = "wasm-jwt"
 SECRET_NAME = "signing-key"
 SECRET_KEY = "KEY"
+SECRET_KEY_PREVIOUS = "KEY_PREVIOUS"  # optional: set only while rotating the key
 KEY_DIR = "/usr/share/key"
 INIT_CONTAINER = "keycreator"
 RUNTIME_UID = 65532

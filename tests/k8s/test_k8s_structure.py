@@ -24,6 +24,7 @@ from k8s_helpers import (
     RUNNER_SHUTDOWN_TIMEOUT_S,
     RUNTIME_UID,
     SECRET_KEY,
+    SECRET_KEY_PREVIOUS,
     SECRET_NAME,
     CLUSTER_SCOPED_KINDS,
     all_containers,
@@ -170,11 +171,24 @@ def test_init_container_gets_key_from_the_secret(app):
 
 
 @pytest.mark.parametrize("app", APP_NAMES)
+def test_init_container_gets_the_optional_previous_key(app):
+    """Key rotation: KEY_PREVIOUS comes from the same Secret, optional, so a
+    Secret without it (the usual case) still starts the pods."""
+    env = {e["name"]: e for e in init_container(app).get("env", [])}
+    assert SECRET_KEY_PREVIOUS in env, "keycreator needs env KEY_PREVIOUS for rotation"
+    ref = env[SECRET_KEY_PREVIOUS].get("valueFrom", {}).get("secretKeyRef")
+    assert ref, "KEY_PREVIOUS must come from a secretKeyRef, never a literal value"
+    assert (ref["name"], ref["key"]) == (SECRET_NAME, SECRET_KEY_PREVIOUS)
+    assert ref.get("optional") is True, "the Secret holds KEY_PREVIOUS only while rotating"
+
+
+@pytest.mark.parametrize("app", APP_NAMES)
 def test_app_containers_cannot_see_the_secret(app):
     spec = pod_spec(deployment(app))
     for container in spec["containers"]:
         names = {e["name"] for e in container.get("env", [])}
-        assert SECRET_KEY not in names, f"{container['name']} must not see {SECRET_KEY}"
+        for secret in (SECRET_KEY, SECRET_KEY_PREVIOUS):
+            assert secret not in names, f"{container['name']} must not see {secret}"
         assert not container.get("envFrom"), f"{container['name']}: no envFrom"
         for e in container.get("env", []):
             assert "secretKeyRef" not in (e.get("valueFrom") or {}), container["name"]

@@ -6,9 +6,18 @@
 //! `echo "$KEY" | sha512sum | head -c 128` prints, so keys and tokens stay
 //! compatible with the reference system.
 //!
-//! Exit codes: 0 written, 1 `KEY` unset or empty (or bad usage), 2 the file
-//! could not be written. Errors are one line on stderr; the key and the
-//! secret are never printed.
+//! Key rotation: with `KEY_PREVIOUS` set (the secret being retired), it also
+//! writes `previous-key.txt` in the directory of `KEY_FILE`, same format;
+//! verifiers accept that key too until the window closes. The previous file is
+//! written before `key.txt`, each atomically, so a verifier reading between
+//! the two never lacks the key of a token a creator already issued. With
+//! `KEY_PREVIOUS` unset or empty, a `previous-key.txt` left by an earlier run
+//! is removed: that is how the window closes where the key volume persists.
+//!
+//! Exit codes: 0 written, 1 `KEY` unset or empty (or bad usage), 2 a file
+//! could not be written or removed. Errors are one line on stderr; the keys
+//! and the secrets are never printed. Both files are staged before either is
+//! put in place, so a directory that cannot take them is left untouched.
 
 use std::ffi::OsString;
 use std::fs::{self, Permissions};
@@ -22,11 +31,16 @@ use sha2::{Digest, Sha512};
 
 const DEFAULT_KEY_FILE: &str = "/usr/share/key/key.txt";
 
+/// Must match `token_contract::key::PREVIOUS_KEY_FILE_NAME` (the CLI tests
+/// and the runner's rotation tests pin both to this name); not a dependency,
+/// to keep JWT code out of this static binary.
+const PREVIOUS_KEY_FILE_NAME: &str = "previous-key.txt";
+
 /// Owner and group may read; nobody may write. The services run as the
 /// same user as keycreator (or share its group through `fsGroup`).
 const KEY_FILE_MODE: u32 = 0o440;
 
-const USAGE: &str = "usage: keycreator (reads KEY, writes the key file at KEY_FILE, default /usr/share/key/key.txt)";
+const USAGE: &str = "usage: keycreator (reads KEY and optional KEY_PREVIOUS, writes the key file at KEY_FILE, default /usr/share/key/key.txt, and previous-key.txt next to it)";
 
 fn main() -> ExitCode {
     match std::env::args_os().nth(1).as_deref().map(|a| a.as_bytes()) {
@@ -49,20 +63,65 @@ fn main() -> ExitCode {
         eprintln!("keycreator: KEY is not set or empty; set KEY to the signing secret");
         return ExitCode::from(1);
     };
+    let previous_secret = std::env::var_os("KEY_PREVIOUS").filter(|k| !k.is_empty());
     let path = std::env::var_os("KEY_FILE")
         .filter(|p| !p.is_empty())
         .map_or_else(|| PathBuf::from(DEFAULT_KEY_FILE), PathBuf::from);
+    // `with_file_name` would quietly replace a directory name: insist on a file.
+    if path.as_os_str().as_bytes().ends_with(b"/")
+        || path
+            .file_name()
+            .is_none_or(|name| name == PREVIOUS_KEY_FILE_NAME)
+    {
+        eprintln!(
+            "keycreator: KEY_FILE must name a file other than {PREVIOUS_KEY_FILE_NAME}, got {}",
+            path.display()
+        );
+        return ExitCode::from(1);
+    }
+    let previous_path = path.with_file_name(PREVIOUS_KEY_FILE_NAME);
 
-    match write_key_file(&path, &key_file_contents(&secret)) {
-        Ok(()) => {
-            println!("keycreator: wrote {}", path.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("keycreator: cannot write {}: {e}", path.display());
-            ExitCode::from(2)
+    // Write order: the previous key first, then the current one.
+    let mut files = Vec::new();
+    if let Some(previous_secret) = &previous_secret {
+        files.push((&previous_path, previous_secret));
+    }
+    files.push((&path, &secret));
+
+    // Stage every file first: a directory that cannot take them stays untouched.
+    let mut staged = Vec::new();
+    for (path, secret) in files {
+        match stage_key_file(path, &key_file_contents(secret)) {
+            Ok(file) => staged.push((path, file)),
+            Err(e) => {
+                eprintln!("keycreator: cannot write {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
         }
     }
+    let mut done = Vec::new();
+    for (path, file) in staged {
+        if let Err(e) = file.persist(path) {
+            eprintln!("keycreator: cannot write {}: {}", path.display(), e.error);
+            return ExitCode::from(2);
+        }
+        done.push(format!("wrote {}", path.display()));
+    }
+    if previous_secret.is_none() {
+        match fs::remove_file(&previous_path) {
+            Ok(()) => done.push(format!("removed {}", previous_path.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                eprintln!(
+                    "keycreator: cannot remove {} (KEY_PREVIOUS is unset): {e}",
+                    previous_path.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    println!("keycreator: {}", done.join(", "));
+    ExitCode::SUCCESS
 }
 
 /// The key file's content: hex SHA-512 of the secret plus `\n`, no newline.
@@ -75,7 +134,17 @@ fn key_file_contents(secret: &OsString) -> String {
 
 /// Writes `contents` to `path` atomically: readers see the old file or the
 /// complete new one, never a partial key.
+#[cfg(test)]
 fn write_key_file(path: &Path, contents: &str) -> io::Result<()> {
+    stage_key_file(path, contents)?
+        .persist(path)
+        .map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Writes `contents` into a temporary file next to `path`, complete, synced
+/// and with its final mode; persisting it to `path` is then one atomic rename.
+fn stage_key_file(path: &Path, contents: &str) -> io::Result<tempfile::NamedTempFile> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -87,8 +156,7 @@ fn write_key_file(path: &Path, contents: &str) -> io::Result<()> {
     file.write_all(contents.as_bytes())?;
     file.as_file().sync_all()?;
     fs::set_permissions(file.path(), Permissions::from_mode(KEY_FILE_MODE))?;
-    file.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    Ok(file)
 }
 
 #[cfg(test)]

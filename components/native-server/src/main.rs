@@ -8,12 +8,14 @@
 //! native-server --endpoint creator|verifier --addr IP:PORT --key-file PATH
 //! ```
 //!
-//! The key is cached: each request that needs it `stat`s the key file (one
+//! Keys are cached: each request that needs a key `stat`s its file (one
 //! syscall, about a microsecond) and re-reads and re-validates it only when
 //! its inode, size or modification time changed. Rotating the key (keycreator
-//! replaces the file atomically) therefore takes effect on the next request,
+//! replaces the files atomically) therefore takes effect on the next request,
 //! and a key file that disappears or turns malformed makes `/readyz` and the
-//! key routes answer 503, exactly as the Wasm services do.
+//! key routes answer 503, exactly as the Wasm services do. The previous key
+//! (`previous-key.txt` next to the key file) is looked at only when a token
+//! may need it, as in the components.
 //!
 //! `TOKEN_TTL_SECONDS` is read from the environment, as the components do.
 
@@ -34,8 +36,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use token_contract::api::MAX_BODY_BYTES;
-use token_contract::key::DEFAULT_KEY_FILE;
-use token_contract::{Config, Endpoint, KeyError, Request, Response, SigningKey, handle};
+use token_contract::key::{DEFAULT_KEY_FILE, previous_key_path};
+use token_contract::{Config, Endpoint, KeyError, Keys, Request, Response, SigningKey, handle};
 
 /// The runner's allocator, so the comparison measures Wasm, not malloc.
 #[global_allocator]
@@ -92,7 +94,10 @@ fn run(cli: Cli) -> Result<()> {
     config.key_file = cli.key_file.display().to_string();
     let app = Arc::new(App {
         endpoint: cli.endpoint.into(),
-        key: KeyCache::new(cli.key_file),
+        keys: CachedKeys {
+            previous: KeyCache::new(previous_key_path(&cli.key_file)),
+            current: KeyCache::new(cli.key_file),
+        },
         config,
     });
 
@@ -161,7 +166,7 @@ fn shutdown_signal() -> Result<impl Future<Output = &'static str>> {
 struct App {
     endpoint: Endpoint,
     config: Config,
-    key: KeyCache,
+    keys: CachedKeys,
 }
 
 impl App {
@@ -197,7 +202,7 @@ impl App {
                     path: parts.uri.path(),
                     body: &body,
                 },
-                || self.key.get(),
+                &self.keys,
             ),
             Err(response) => response,
         };
@@ -255,7 +260,25 @@ impl Stamp {
     }
 }
 
-/// The signing key, re-read only when the key file changes.
+/// The current and previous key, each re-read only when its file changes.
+struct CachedKeys {
+    current: KeyCache,
+    previous: KeyCache,
+}
+
+impl Keys for CachedKeys {
+    fn current(&self) -> Result<SigningKey, KeyError> {
+        self.current
+            .get()?
+            .ok_or_else(|| KeyError::Missing(self.current.path.display().to_string()))
+    }
+
+    fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
+        self.previous.get()
+    }
+}
+
+/// One key file, re-read only when it changes.
 struct KeyCache {
     path: PathBuf,
     cached: RwLock<Option<(Stamp, SigningKey)>>,
@@ -269,7 +292,8 @@ impl KeyCache {
         }
     }
 
-    fn get(&self) -> Result<SigningKey, KeyError> {
+    /// The key, or `None` when the file does not exist.
+    fn get(&self) -> Result<Option<SigningKey>, KeyError> {
         let stamp = match std::fs::metadata(&self.path) {
             Ok(metadata) => Stamp::of(&metadata),
             Err(error) => {
@@ -277,27 +301,32 @@ impl KeyCache {
                 if let Ok(mut cached) = self.cached.write() {
                     *cached = None;
                 }
-                return Err(if error.kind() == std::io::ErrorKind::NotFound {
-                    KeyError::Missing(self.path.display().to_string())
+                return if error.kind() == std::io::ErrorKind::NotFound {
+                    Ok(None)
                 } else {
-                    KeyError::Unreadable(format!("{}: {error}", self.path.display()))
-                });
+                    Err(KeyError::Unreadable(format!(
+                        "{}: {error}",
+                        self.path.display()
+                    )))
+                };
             }
         };
         if let Ok(cached) = self.cached.read()
             && let Some((cached_stamp, key)) = cached.as_ref()
             && *cached_stamp == stamp
         {
-            return Ok(key.clone());
+            return Ok(Some(key.clone()));
         }
         // Changed (or first use): read and validate it again. If the file is
         // replaced between the stat and the read, the next request sees a new
         // stamp and reads it once more.
-        let key = SigningKey::load(&self.path)?;
+        let Some(key) = SigningKey::load_optional(&self.path)? else {
+            return Ok(None);
+        };
         if let Ok(mut cached) = self.cached.write() {
             *cached = Some((stamp, key.clone()));
         }
-        Ok(key)
+        Ok(Some(key))
     }
 }
 
@@ -322,14 +351,32 @@ mod tests {
         let dir = temp_dir();
         let path = dir.join("key.txt");
         let cache = KeyCache::new(path.clone());
-        assert!(matches!(cache.get(), Err(KeyError::Missing(_))));
+        assert!(matches!(cache.get(), Ok(None)));
         std::fs::write(&path, KEY).unwrap();
-        assert!(cache.get().is_ok());
-        assert!(cache.get().is_ok());
+        assert!(matches!(cache.get(), Ok(Some(_))));
+        assert!(matches!(cache.get(), Ok(Some(_))));
         std::fs::write(&path, "not a key").unwrap();
         assert!(matches!(cache.get(), Err(KeyError::Malformed(_))));
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(cache.get(), Err(KeyError::Missing(_))));
+        assert!(matches!(cache.get(), Ok(None)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_current_key_is_required_and_the_previous_one_optional() {
+        let dir = temp_dir();
+        let path = dir.join("key.txt");
+        let keys = CachedKeys {
+            previous: KeyCache::new(previous_key_path(&path)),
+            current: KeyCache::new(path.clone()),
+        };
+        assert!(matches!(keys.current(), Err(KeyError::Missing(_))));
+        std::fs::write(&path, KEY).unwrap();
+        assert!(keys.current().is_ok());
+        assert!(matches!(keys.previous(), Ok(None)));
+        std::fs::write(dir.join("previous-key.txt"), KEY.replace('4', "5")).unwrap();
+        let previous = keys.previous().unwrap().unwrap();
+        assert_ne!(previous.kid(), keys.current().unwrap().kid());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

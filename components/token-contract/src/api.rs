@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::key::{DEFAULT_KEY_FILE, KeyError, SigningKey};
+use crate::key::{DEFAULT_KEY_FILE, KeyError, Keys};
 use crate::token::{self, TokenError};
 
 /// Request bodies larger than this are refused with 413.
@@ -159,13 +159,13 @@ impl Response {
 
 /// Answers one request for `endpoint`.
 ///
-/// `load_key` is called only by the routes that need the key, so a missing
-/// key never affects liveness and each host decides how keys are cached.
+/// `keys` are asked for only by the routes that need them, so a missing key
+/// never affects liveness and each host decides how keys are cached.
 pub fn handle(
     endpoint: Endpoint,
     config: &Config,
     request: Request<'_>,
-    load_key: impl FnOnce() -> Result<SigningKey, KeyError>,
+    keys: &impl Keys,
 ) -> Response {
     let allowed = match request.path {
         "/healthz" | "/readyz" => "GET",
@@ -195,9 +195,9 @@ pub fn handle(
     }
     match request.path {
         "/healthz" => Response::text(200, "ok"),
-        "/readyz" => match load_key() {
-            Ok(_) => Response::text(200, "ready"),
-            Err(e) => Response::error(503, "not_ready", e.to_string()),
+        "/readyz" => match readiness(endpoint, keys) {
+            Ok(()) => Response::text(200, "ready"),
+            Err(reason) => Response::error(503, "not_ready", reason),
         },
         _ if request.body.len() > MAX_BODY_BYTES => Response::error(
             413,
@@ -208,10 +208,24 @@ pub fn handle(
             ),
         ),
         _ => match endpoint {
-            Endpoint::Creator => create(config, request.body, load_key),
-            Endpoint::Verifier => verify(request.body, load_key),
+            Endpoint::Creator => create(config, request.body, keys),
+            Endpoint::Verifier => verify(request.body, keys),
         },
     }
+}
+
+/// Ready means every request can be answered as intended: the current key is
+/// usable and, for the verifier, the previous key is absent or usable. A
+/// verifier that ignored a broken previous key would reject valid tokens, so
+/// it says so instead. The creator never reads the previous key.
+fn readiness(endpoint: Endpoint, keys: &impl Keys) -> Result<(), String> {
+    keys.current().map_err(|e| e.to_string())?;
+    if endpoint == Endpoint::Verifier {
+        keys.previous().map_err(|e| {
+            format!("previous key unusable, tokens it signed would be rejected: {e}")
+        })?;
+    }
+    Ok(())
 }
 
 /// `POST /create` body. The password is accepted as the reference system
@@ -238,11 +252,7 @@ struct VerifyRequest {
     token: String,
 }
 
-fn create(
-    config: &Config,
-    body: &[u8],
-    load_key: impl FnOnce() -> Result<SigningKey, KeyError>,
-) -> Response {
+fn create(config: &Config, body: &[u8], keys: &impl Keys) -> Response {
     let request: CreateRequest = match parse_json(body) {
         Ok(request) => request,
         Err(response) => return response,
@@ -250,7 +260,8 @@ fn create(
     if request.username.is_empty() {
         return Response::error(400, "invalid_request", "username must not be empty");
     }
-    let key = match load_key() {
+    // Always the current key: only verifiers honour the previous one.
+    let key = match keys.current() {
         Ok(key) => key,
         Err(e) => return key_unavailable(&e),
     };
@@ -272,19 +283,20 @@ fn create(
     }
 }
 
-fn verify(body: &[u8], load_key: impl FnOnce() -> Result<SigningKey, KeyError>) -> Response {
+fn verify(body: &[u8], keys: &impl Keys) -> Response {
     let request: VerifyRequest = match parse_json(body) {
         Ok(request) => request,
         Err(response) => return response,
     };
-    let key = match load_key() {
+    let current = match keys.current() {
         Ok(key) => key,
         Err(e) => return key_unavailable(&e),
     };
-    match token::verify(&key, &request.token) {
+    match token::verify_with_keys(&current, || keys.previous(), &request.token) {
         Ok(username) => Response::text(200, username),
         Err(TokenError::Invalid(detail)) => Response::error(401, "invalid_token", detail)
             .with_header("WWW-Authenticate", r#"Bearer error="invalid_token""#),
+        Err(TokenError::KeyUnavailable(e)) => key_unavailable(&e),
         Err(e @ TokenError::Signing(_)) => Response::error(500, "internal", e.to_string()),
     }
 }
@@ -309,17 +321,67 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response
 mod tests {
     use super::*;
 
-    fn key() -> Result<SigningKey, KeyError> {
-        SigningKey::from_file_contents(&[b'7'; 128])
+    use crate::key::SigningKey;
+    use std::cell::Cell;
+
+    /// Fixed keys that count how often the previous one is asked for.
+    struct TestKeys {
+        current: Result<SigningKey, KeyError>,
+        previous: Result<Option<SigningKey>, KeyError>,
+        previous_reads: Cell<u32>,
     }
 
-    fn no_key() -> Result<SigningKey, KeyError> {
-        Err(KeyError::Missing("/usr/share/key/key.txt".into()))
+    impl Keys for TestKeys {
+        fn current(&self) -> Result<SigningKey, KeyError> {
+            self.current.clone()
+        }
+        fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
+            self.previous_reads.set(self.previous_reads.get() + 1);
+            self.previous.clone()
+        }
+    }
+
+    fn signing_key(fill: u8) -> SigningKey {
+        SigningKey::from_file_contents(&[fill; 128]).unwrap()
+    }
+
+    fn keys(
+        current: Result<SigningKey, KeyError>,
+        previous: Result<Option<SigningKey>, KeyError>,
+    ) -> TestKeys {
+        TestKeys {
+            current,
+            previous,
+            previous_reads: Cell::new(0),
+        }
+    }
+
+    fn key() -> TestKeys {
+        keys(Ok(signing_key(b'7')), Ok(None))
+    }
+
+    fn no_key() -> TestKeys {
+        keys(
+            Err(KeyError::Missing("/usr/share/key/key.txt".into())),
+            Ok(None),
+        )
+    }
+
+    /// Keys that must not be touched.
+    struct Untouchable;
+
+    impl Keys for Untouchable {
+        fn current(&self) -> Result<SigningKey, KeyError> {
+            panic!("must not read the key")
+        }
+        fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
+            panic!("must not read the previous key")
+        }
     }
 
     fn call(endpoint: Endpoint, method: &str, path: &str, body: &[u8]) -> Response {
         let request = Request { method, path, body };
-        handle(endpoint, &Config::default(), request, key)
+        handle(endpoint, &Config::default(), request, &key())
     }
 
     fn error_of(response: &Response) -> ErrorBody {
@@ -463,17 +525,101 @@ mod tests {
             path,
             body: b"",
         };
-        let ready = handle(Endpoint::Creator, &config, get("/readyz"), no_key);
+        let ready = handle(Endpoint::Creator, &config, get("/readyz"), &no_key());
         assert_eq!(ready.status, 503);
         assert!(error_of(&ready).detail.contains("does not exist"));
         assert_eq!(
-            handle(Endpoint::Creator, &config, get("/readyz"), key).status,
+            handle(Endpoint::Creator, &config, get("/readyz"), &key()).status,
             200
         );
-        let live = handle(Endpoint::Creator, &config, get("/healthz"), || {
-            panic!("liveness must not read the key")
-        });
+        let live = handle(Endpoint::Creator, &config, get("/healthz"), &Untouchable);
         assert_eq!(live.status, 200);
+    }
+
+    #[test]
+    fn a_broken_previous_key_makes_the_verifier_unready_not_the_creator() {
+        let get = Request {
+            method: "GET",
+            path: "/readyz",
+            body: b"",
+        };
+        let broken = || {
+            keys(
+                Ok(signing_key(b'7')),
+                Err(KeyError::Malformed("previous-key.txt: bad".into())),
+            )
+        };
+        let ready = handle(Endpoint::Verifier, &Config::default(), get, &broken());
+        assert_eq!(ready.status, 503);
+        let detail = error_of(&ready).detail;
+        assert!(detail.contains("previous key unusable"), "{detail}");
+        assert!(detail.contains("previous-key.txt"), "{detail}");
+        let creator = handle(Endpoint::Creator, &Config::default(), get, &broken());
+        assert_eq!(creator.status, 200);
+        let with_previous = keys(Ok(signing_key(b'7')), Ok(Some(signing_key(b'6'))));
+        let ready = handle(Endpoint::Verifier, &Config::default(), get, &with_previous);
+        assert_eq!(ready.status, 200);
+    }
+
+    fn verify_with(keys: &TestKeys, token: &str) -> Response {
+        let body = serde_json::to_vec(&serde_json::json!({ "token": token })).unwrap();
+        let request = Request {
+            method: "POST",
+            path: "/verifier",
+            body: &body,
+        };
+        handle(Endpoint::Verifier, &Config::default(), request, keys)
+    }
+
+    #[test]
+    fn the_verifier_accepts_both_keys_and_reads_the_previous_only_when_needed() {
+        let (current, previous) = (signing_key(b'7'), signing_key(b'6'));
+        let rotating = keys(Ok(current.clone()), Ok(Some(previous.clone())));
+        let ttl = Duration::from_secs(60);
+        let new = token::issue(&current, "new", ttl).unwrap();
+        let old = token::issue(&previous, "old", ttl).unwrap();
+
+        let reply = verify_with(&rotating, &new);
+        assert_eq!((reply.status, &reply.body[..]), (200, &b"new"[..]));
+        assert_eq!(rotating.previous_reads.get(), 0, "common path");
+        let reply = verify_with(&rotating, &old);
+        assert_eq!((reply.status, &reply.body[..]), (200, &b"old"[..]));
+        assert_eq!(rotating.previous_reads.get(), 1);
+
+        // Window closed: the old key's tokens are 401 and say why.
+        let reply = verify_with(&keys(Ok(current), Ok(None)), &old);
+        assert_eq!(reply.status, 401);
+        let error = error_of(&reply);
+        assert_eq!(error.error, "invalid_token");
+        assert!(error.detail.contains("unknown key id"), "{}", error.detail);
+    }
+
+    #[test]
+    fn an_old_token_with_an_unreadable_previous_key_is_503() {
+        let broken = keys(
+            Ok(signing_key(b'7')),
+            Err(KeyError::Unreadable("previous-key.txt: denied".into())),
+        );
+        let old = token::issue(&signing_key(b'6'), "old", Duration::from_secs(60)).unwrap();
+        let reply = verify_with(&broken, &old);
+        assert_eq!(reply.status, 503);
+        assert_eq!(error_of(&reply).error, "key_unavailable");
+    }
+
+    #[test]
+    fn the_creator_signs_with_the_current_key_only() {
+        let current = signing_key(b'7');
+        let rotating = keys(Ok(current.clone()), Ok(Some(signing_key(b'6'))));
+        let request = Request {
+            method: "POST",
+            path: "/create",
+            body: br#"{"username":"a","password":"b"}"#,
+        };
+        let created = handle(Endpoint::Creator, &Config::default(), request, &rotating);
+        assert_eq!(created.status, 200);
+        let token = String::from_utf8(created.body).unwrap();
+        assert_eq!(token::verify(&current, &token).unwrap(), "a");
+        assert_eq!(rotating.previous_reads.get(), 0);
     }
 
     #[test]
@@ -483,7 +629,7 @@ mod tests {
             path: "/create",
             body: br#"{"username":"a","password":"b"}"#,
         };
-        let response = handle(Endpoint::Creator, &Config::default(), request, no_key);
+        let response = handle(Endpoint::Creator, &Config::default(), request, &no_key());
         assert_eq!(response.status, 503);
         assert_eq!(error_of(&response).error, "key_unavailable");
     }

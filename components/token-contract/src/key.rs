@@ -1,26 +1,47 @@
-//! The signing key file written by `keycreator` and read by the services.
+//! The signing key files written by `keycreator` and read by the services.
 //!
-//! The file holds the lowercase hex SHA-512 of the secret (128 ASCII
+//! A key file holds the lowercase hex SHA-512 of a secret (128 ASCII
 //! characters, no newline). Like the reference Go and Python services, the
 //! HMAC key is those 128 ASCII bytes themselves, not the 64 bytes they encode;
 //! that is what lets tokens interoperate with the reference system.
+//!
+//! Key rotation: besides `key.txt` (the current key, which signs) the same
+//! directory may hold [`PREVIOUS_KEY_FILE_NAME`], the key being retired,
+//! which the verifier still accepts during the overlap window. Each key is
+//! named by its [key id](SigningKey::kid), carried in the `kid` header of the
+//! tokens it signs.
 
 use std::fmt;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use jwt_simple::algorithms::HS256Key;
 
 /// Where the key lives unless `KEY_FILE` says otherwise.
 pub const DEFAULT_KEY_FILE: &str = "/usr/share/key/key.txt";
 
+/// File name of the previous (retiring) key, in the directory of `KEY_FILE`.
+pub const PREVIOUS_KEY_FILE_NAME: &str = "previous-key.txt";
+
 /// Length of a lowercase hex SHA-512 digest.
 pub const KEY_HEX_LEN: usize = 128;
 
+/// How many bytes of the SHA-256 digest make up a key id (16 hex characters).
+const KID_BYTES: usize = 8;
+
+/// The path of the previous key file that belongs with `key_file`: the file
+/// [`PREVIOUS_KEY_FILE_NAME`] in the same directory.
+pub fn previous_key_path(key_file: impl AsRef<Path>) -> PathBuf {
+    key_file.as_ref().with_file_name(PREVIOUS_KEY_FILE_NAME)
+}
+
 /// An HS256 key loaded from a well-formed key file.
 #[derive(Clone)]
-pub struct SigningKey(HS256Key);
+pub struct SigningKey {
+    hs256: HS256Key,
+    kid: String,
+}
 
 impl SigningKey {
     /// Validates the content of a key file and makes the key from it.
@@ -39,7 +60,20 @@ impl SigningKey {
                 "unexpected byte 0x{bad:02x}; expected lowercase hex"
             )));
         }
-        Ok(Self(HS256Key::from_bytes(contents)))
+        let kid = key_id(contents);
+        let hs256 = HS256Key::from_bytes(contents).with_key_id(&kid);
+        Ok(Self { hs256, kid })
+    }
+
+    /// The key id: lowercase hex of the first 8 bytes of SHA-256 over the HMAC
+    /// key bytes (the 128 hex characters of the key file, no newline).
+    ///
+    /// It names the key in the `kid` header of every token the key signs, so
+    /// a verifier holding two keys knows which one to check. A one-way hash
+    /// truncated to 64 bits reveals nothing usable about a 512-bit key, and
+    /// 64 bits are plenty to tell two keys apart.
+    pub fn kid(&self) -> &str {
+        &self.kid
     }
 
     /// Reads and validates the key file at `path`.
@@ -53,9 +87,16 @@ impl SigningKey {
             .and_then(|file| file.take(KEY_HEX_LEN as u64 + 1).read_to_end(&mut contents));
         match read {
             Ok(_) if contents.len() > KEY_HEX_LEN => Err(KeyError::Malformed(format!(
-                "expected {KEY_HEX_LEN} hex characters, found more"
+                "{}: expected {KEY_HEX_LEN} hex characters, found more",
+                path.display()
             ))),
-            Ok(_) => Self::from_file_contents(&contents),
+            // Name the file: with two key files, "malformed" alone is ambiguous.
+            Ok(_) => Self::from_file_contents(&contents).map_err(|e| match e {
+                KeyError::Malformed(why) => {
+                    KeyError::Malformed(format!("{}: {why}", path.display()))
+                }
+                other => other,
+            }),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 Err(KeyError::Missing(path.display().to_string()))
             }
@@ -63,9 +104,75 @@ impl SigningKey {
         }
     }
 
-    pub(crate) fn hs256(&self) -> &HS256Key {
-        &self.0
+    /// Like [`load`](Self::load), for a file that may legitimately be
+    /// absent (the previous key): `Ok(None)` when it does not exist.
+    pub fn load_optional(path: impl AsRef<Path>) -> Result<Option<Self>, KeyError> {
+        match Self::load(path) {
+            Ok(key) => Ok(Some(key)),
+            Err(KeyError::Missing(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
+
+    pub(crate) fn hs256(&self) -> &HS256Key {
+        &self.hs256
+    }
+}
+
+/// Where a service gets its keys; each host decides how they are read and
+/// cached.
+pub trait Keys {
+    /// The current key (`key.txt`): it signs, and it must exist.
+    fn current(&self) -> Result<SigningKey, KeyError>;
+
+    /// The previous key while one is being retired; `Ok(None)` when there is
+    /// none. Asked for only when a token may need it.
+    fn previous(&self) -> Result<Option<SigningKey>, KeyError>;
+}
+
+/// The key files as keycreator writes them, read again on every call: for
+/// hosts that run a fresh instance per request and so have nothing to cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFiles {
+    current: PathBuf,
+    previous: PathBuf,
+}
+
+impl KeyFiles {
+    /// `key_file` and the [previous key file](previous_key_path) next to it.
+    pub fn new(key_file: impl Into<PathBuf>) -> Self {
+        let current = key_file.into();
+        let previous = previous_key_path(&current);
+        Self { current, previous }
+    }
+}
+
+impl Keys for KeyFiles {
+    fn current(&self) -> Result<SigningKey, KeyError> {
+        SigningKey::load(&self.current)
+    }
+
+    fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
+        SigningKey::load_optional(&self.previous)
+    }
+}
+
+fn key_id(key: &[u8]) -> String {
+    use jwt_simple::algorithms::MACLike;
+    use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Decoder};
+    use std::fmt::Write;
+    // jwt-simple's own key id is the unpadded base64url of SHA-256 over the
+    // key bytes: reuse that hash (no extra crate, no extra code in the
+    // components) and present its first bytes in hex.
+    let mut key = HS256Key::from_bytes(key);
+    let digest = Base64UrlSafeNoPadding::decode_to_vec(key.create_key_id(), None)
+        .expect("jwt-simple encodes its key ids in base64url");
+    digest[..KID_BYTES]
+        .iter()
+        .fold(String::with_capacity(2 * KID_BYTES), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 impl fmt::Debug for SigningKey {
@@ -101,6 +208,10 @@ mod tests {
 
     const GOOD: &[u8; 128] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\
                                0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// `echo benchmark-secret | sha512sum | head -c 128`.
+    const BENCHMARK_KEY: &str = "42a5dd4b401dc38d1857b79e53432bf33b9f4d36301fd5c863280c0a550777172b7235376c2a35d2d5eb857407575559ec6874127f05fe8f098217cfc9225e63";
+    const BENCHMARK_KID: &str = "85191b07e2d97759";
 
     #[test]
     fn accepts_128_lowercase_hex_characters() {
@@ -149,6 +260,50 @@ mod tests {
         let err = SigningKey::load("/nonexistent/key.txt").unwrap_err();
         assert_eq!(err, KeyError::Missing("/nonexistent/key.txt".into()));
         assert!(err.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn kid_is_the_first_8_bytes_of_sha256_of_the_key_text_in_hex() {
+        // `printf %s "$(echo benchmark-secret | sha512sum | head -c 128)" | sha256sum | head -c 16`
+        let key = SigningKey::from_file_contents(BENCHMARK_KEY.as_bytes()).unwrap();
+        assert_eq!(key.kid(), BENCHMARK_KID);
+        let other = SigningKey::from_file_contents(GOOD).unwrap();
+        assert_ne!(other.kid(), key.kid());
+        assert_eq!(other.kid().len(), 16);
+        assert!(
+            !BENCHMARK_KEY.contains(key.kid()),
+            "the kid is not part of the key"
+        );
+    }
+
+    #[test]
+    fn previous_key_lives_next_to_the_key_file() {
+        assert_eq!(
+            previous_key_path("/usr/share/key/key.txt"),
+            Path::new("/usr/share/key/previous-key.txt")
+        );
+        assert_eq!(
+            previous_key_path("k/other-name.txt"),
+            Path::new("k/previous-key.txt")
+        );
+    }
+
+    #[test]
+    fn an_absent_optional_key_is_none_and_a_broken_one_an_error_naming_it() {
+        let dir = std::env::temp_dir().join(format!("key-optional-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(PREVIOUS_KEY_FILE_NAME);
+        assert!(SigningKey::load_optional(&path).unwrap().is_none());
+        std::fs::write(&path, "not a key").unwrap();
+        let error = SigningKey::load_optional(&path).unwrap_err();
+        assert!(
+            matches!(&error, KeyError::Malformed(why) if why.contains("previous-key.txt")),
+            "{error}"
+        );
+        std::fs::write(&path, BENCHMARK_KEY).unwrap();
+        let key = SigningKey::load_optional(&path).unwrap().unwrap();
+        assert_eq!(key.kid(), BENCHMARK_KID);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -12,5 +12,5 @@ pub mod spin;
 pub mod token;
 
 pub use api::{Config, Endpoint, Request, Response, handle};
-pub use key::{KeyError, SigningKey};
-pub use token::{TokenError, issue, verify};
+pub use key::{KeyError, KeyFiles, Keys, SigningKey};
+pub use token::{TokenError, issue, verify, verify_with_keys};

@@ -3,13 +3,14 @@
 use spin_sdk::http::{Method, Request, Response as SpinResponse};
 
 use crate::api::{Config, Endpoint, Request as ContractRequest, Response, handle};
-use crate::key::SigningKey;
+use crate::key::KeyFiles;
 
 /// Answers `request` for `endpoint`, reading configuration from the WASI
 /// environment and the key from the (preopened) key file.
 ///
 /// Hosts give every request a fresh instance, so there is nothing to cache
-/// across requests here: the key is read only by routes that need it.
+/// across requests here: the key files are read only by routes that need
+/// them, and the previous key only for tokens that may be its.
 pub fn respond(endpoint: Endpoint, request: &Request) -> SpinResponse {
     let response = match Config::from_env() {
         Ok(config) => {
@@ -18,9 +19,7 @@ pub fn respond(endpoint: Endpoint, request: &Request) -> SpinResponse {
                 path: request.path(),
                 body: request.body(),
             };
-            handle(endpoint, &config, request, || {
-                SigningKey::load(&config.key_file)
-            })
+            handle(endpoint, &config, request, &KeyFiles::new(&config.key_file))
         }
         Err(e) => Response::misconfigured(&e),
     };

@@ -4,17 +4,23 @@
 //! Verification is deliberately strict: HS256 only, with our key, and an
 //! `exp` that must be present and not in the past (no clock tolerance, as
 //! PyJWT and the reference verifier do by default).
+//!
+//! Key rotation: tokens carry the signing key's id in their `kid` header
+//! (see [`SigningKey::kid`]). [`verify_with_keys`] accepts the current key and,
+//! during an overlap window, the previous one, choosing by `kid`. Tokens
+//! without `kid` (the reference Go creator issues those) are tried with the
+//! current key, then the previous one.
 
 use std::fmt;
 use std::time::Duration as StdDuration;
 
 use jwt_simple::JWTError;
 use jwt_simple::prelude::{
-    Clock, Duration, JWTClaims, MACLike, UnixTimeStamp, VerificationOptions,
+    Clock, Duration, JWTClaims, MACLike, Token, UnixTimeStamp, VerificationOptions,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::key::SigningKey;
+use crate::key::{KeyError, SigningKey};
 
 /// Tokens larger than this are not ours; refuse them before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
@@ -25,7 +31,11 @@ struct UserClaims {
     username: String,
 }
 
-/// Signs a token for `username` valid for `ttl` from now.
+/// Why a token signed with some other key is refused (the signature check).
+const SIGNATURE_MISMATCH: &str = "signature does not match";
+
+/// Signs a token for `username` valid for `ttl` from now, with a `kid`
+/// header naming `key`.
 pub fn issue(key: &SigningKey, username: &str, ttl: StdDuration) -> Result<String, TokenError> {
     issue_at(key, username, ttl, Clock::now_since_epoch())
 }
@@ -61,7 +71,57 @@ pub fn issue_at(
         .map_err(|e| TokenError::Signing(e.to_string()))
 }
 
-/// Checks `token` and returns the username it was issued for.
+/// Checks `token` against the accepted keys and returns its username:
+/// `current`, and the key `previous` returns, if any.
+///
+/// `previous` is called only when the token could be the previous key's
+/// (its `kid` is not the current key's, or it has no `kid` and the current
+/// key's signature check failed), so hosts that read keys from files on every
+/// request pay for the second file only during a rotation, and then only for
+/// old tokens.
+pub fn verify_with_keys(
+    current: &SigningKey,
+    previous: impl FnOnce() -> Result<Option<SigningKey>, KeyError>,
+    token: &str,
+) -> Result<String, TokenError> {
+    verify_with_keys_at(current, previous, token, None)
+}
+
+/// Like [`verify_with_keys`], with an explicit current time (for tests).
+pub fn verify_with_keys_at(
+    current: &SigningKey,
+    previous: impl FnOnce() -> Result<Option<SigningKey>, KeyError>,
+    token: &str,
+    now: Option<UnixTimeStamp>,
+) -> Result<String, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(too_long());
+    }
+    // The header is unauthenticated, but `kid` only picks which key to try;
+    // the signature check with that key decides.
+    let metadata = Token::decode_metadata(token).map_err(|e| TokenError::Invalid(describe(&e)))?;
+    match metadata.key_id() {
+        Some(kid) if kid == current.kid() => verify_at(current, token, now),
+        Some(kid) => match previous().map_err(TokenError::KeyUnavailable)? {
+            Some(previous) if previous.kid() == kid => verify_at(&previous, token, now),
+            _ => Err(TokenError::Invalid(
+                "unknown key id: the key that signed this token is not accepted here".into(),
+            )),
+        },
+        None => match verify_at(current, token, now) {
+            Err(TokenError::Invalid(why)) if why == SIGNATURE_MISMATCH => {
+                match previous().map_err(TokenError::KeyUnavailable)? {
+                    Some(previous) => verify_at(&previous, token, now),
+                    None => Err(TokenError::Invalid(why)),
+                }
+            }
+            other => other,
+        },
+    }
+}
+
+/// Checks `token` with `key` alone (whatever its `kid`) and returns the
+/// username it was issued for.
 pub fn verify(key: &SigningKey, token: &str) -> Result<String, TokenError> {
     verify_at(key, token, None)
 }
@@ -73,9 +133,7 @@ pub fn verify_at(
     now: Option<UnixTimeStamp>,
 ) -> Result<String, TokenError> {
     if token.len() > MAX_TOKEN_LEN {
-        return Err(TokenError::Invalid(format!(
-            "token is longer than {MAX_TOKEN_LEN} bytes"
-        )));
+        return Err(too_long());
     }
     let options = VerificationOptions {
         time_tolerance: Some(Duration::from_secs(0)),
@@ -96,12 +154,16 @@ pub fn verify_at(
     Ok(claims.custom.username)
 }
 
+fn too_long() -> TokenError {
+    TokenError::Invalid(format!("token is longer than {MAX_TOKEN_LEN} bytes"))
+}
+
 /// Turns jwt-simple's errors into a detail a client can act on.
 fn describe(error: &jwt_simple::Error) -> String {
     match error.downcast_ref::<JWTError>() {
         Some(JWTError::TokenHasExpired) => "token has expired".into(),
         Some(JWTError::InvalidAuthenticationTag | JWTError::InvalidSignature) => {
-            "signature does not match".into()
+            SIGNATURE_MISMATCH.into()
         }
         Some(JWTError::AlgorithmMismatch) => "algorithm not accepted; only HS256 is".into(),
         Some(other) => format!("malformed token: {other}"),
@@ -115,6 +177,8 @@ pub enum TokenError {
     Invalid(String),
     /// We could not sign (a server fault).
     Signing(String),
+    /// The token names a key we may hold but cannot read (a server fault).
+    KeyUnavailable(KeyError),
 }
 
 impl fmt::Display for TokenError {
@@ -122,6 +186,7 @@ impl fmt::Display for TokenError {
         match self {
             TokenError::Invalid(why) => write!(f, "invalid token: {why}"),
             TokenError::Signing(why) => write!(f, "could not sign token: {why}"),
+            TokenError::KeyUnavailable(error) => error.fmt(f),
         }
     }
 }
@@ -162,7 +227,7 @@ mod tests {
         assert_eq!(parts.len(), 3);
         assert_eq!(
             decode_part(parts[0]),
-            serde_json::json!({"alg": "HS256", "typ": "JWT"})
+            serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": key(b'a').kid()})
         );
         assert_eq!(
             decode_part(parts[1]),
@@ -246,5 +311,149 @@ mod tests {
         }
         let huge = "a".repeat(MAX_TOKEN_LEN + 1);
         assert!(matches!(verify(&k, &huge), Err(TokenError::Invalid(_))));
+    }
+
+    // --- rotation: the current key and, during the window, the previous one ---
+
+    /// A token signed by `key` without a `kid`, as the reference Go creator makes them.
+    fn token_without_kid(key: &SigningKey, username: &str, exp_in: u64) -> String {
+        let claims = jwt_simple::prelude::Claims::with_custom_claims(
+            UserClaims {
+                username: username.into(),
+            },
+            Duration::from_secs(exp_in),
+        );
+        // A fresh HS256Key from the same bytes carries no key id.
+        let bare = jwt_simple::prelude::HS256Key::from_bytes(&key.hs256().to_bytes());
+        let token = bare.authenticate(claims).unwrap();
+        assert!(
+            !decode_part(token.split('.').next().unwrap())
+                .as_object()
+                .unwrap()
+                .contains_key("kid")
+        );
+        token
+    }
+
+    /// The `previous` argument, counting how often the verifier asks for it.
+    fn previous_key(
+        key: Option<&SigningKey>,
+        reads: &std::cell::Cell<u32>,
+    ) -> impl FnOnce() -> Result<Option<SigningKey>, KeyError> {
+        move || {
+            reads.set(reads.get() + 1);
+            Ok(key.cloned())
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_with_the_key_their_kid_names() {
+        let (current, previous) = (key(b'a'), key(b'b'));
+        let reads = std::cell::Cell::new(0);
+        let new = issue(&current, "new", StdDuration::from_secs(60)).unwrap();
+        let old = issue(&previous, "old", StdDuration::from_secs(60)).unwrap();
+        // The common path never asks for the previous key.
+        let verified = verify_with_keys(&current, previous_key(Some(&previous), &reads), &new);
+        assert_eq!((verified.unwrap().as_str(), reads.get()), ("new", 0));
+        let verified = verify_with_keys(&current, previous_key(Some(&previous), &reads), &old);
+        assert_eq!((verified.unwrap().as_str(), reads.get()), ("old", 1));
+    }
+
+    #[test]
+    fn tokens_without_kid_fall_back_to_the_previous_key() {
+        let (current, previous) = (key(b'a'), key(b'b'));
+        let reads = std::cell::Cell::new(0);
+        let new = token_without_kid(&current, "new", 60);
+        let verified = verify_with_keys(&current, previous_key(Some(&previous), &reads), &new);
+        assert_eq!((verified.unwrap().as_str(), reads.get()), ("new", 0));
+        let old = token_without_kid(&previous, "old", 60);
+        let verified = verify_with_keys(&current, previous_key(Some(&previous), &reads), &old);
+        assert_eq!((verified.unwrap().as_str(), reads.get()), ("old", 1));
+        // Neither key: the usual signature error.
+        let stranger = token_without_kid(&key(b'c'), "x", 60);
+        let err = verify_with_keys(&current, previous_key(Some(&previous), &reads), &stranger)
+            .unwrap_err();
+        assert_eq!(err, TokenError::Invalid(SIGNATURE_MISMATCH.into()));
+        // An expired token of the current key is expired, not a reason to
+        // try another key (the signature matched).
+        reads.set(0);
+        let later = Some(Duration::from_secs(
+            Clock::now_since_epoch().as_secs() + 120,
+        ));
+        let err = verify_with_keys_at(&current, previous_key(Some(&previous), &reads), &new, later)
+            .unwrap_err();
+        assert_eq!(
+            (err, reads.get()),
+            (TokenError::Invalid("token has expired".into()), 0)
+        );
+    }
+
+    #[test]
+    fn an_unknown_kid_is_rejected_even_with_a_valid_signature() {
+        let (current, previous) = (key(b'a'), key(b'b'));
+        let reads = std::cell::Cell::new(0);
+        let foreign = issue(&key(b'c'), "x", StdDuration::from_secs(60)).unwrap();
+        let err = verify_with_keys(&current, previous_key(Some(&previous), &reads), &foreign)
+            .unwrap_err();
+        assert!(matches!(&err, TokenError::Invalid(why) if why.contains("unknown key id")));
+        // A kid that is not ours on a token our current key signed: the kid
+        // is part of the signed header, so someone made this token on purpose.
+        let relabelled = jwt_simple::prelude::HS256Key::from_bytes(&current.hs256().to_bytes())
+            .with_key_id("0000000000000000")
+            .authenticate(jwt_simple::prelude::Claims::create(Duration::from_secs(60)))
+            .unwrap();
+        let err = verify_with_keys(&current, previous_key(None, &reads), &relabelled).unwrap_err();
+        assert!(matches!(&err, TokenError::Invalid(why) if why.contains("unknown key id")));
+    }
+
+    #[test]
+    fn once_the_window_closes_the_previous_keys_tokens_are_rejected() {
+        let (current, previous) = (key(b'a'), key(b'b'));
+        let reads = std::cell::Cell::new(0);
+        let old = issue(&previous, "old", StdDuration::from_secs(60)).unwrap();
+        let old_without_kid = token_without_kid(&previous, "old", 60);
+        let err = verify_with_keys(&current, previous_key(None, &reads), &old).unwrap_err();
+        assert!(matches!(&err, TokenError::Invalid(why) if why.contains("unknown key id")));
+        let err =
+            verify_with_keys(&current, previous_key(None, &reads), &old_without_kid).unwrap_err();
+        assert_eq!(err, TokenError::Invalid(SIGNATURE_MISMATCH.into()));
+        // And within the window, the previous key's tokens still expire.
+        let iat = Duration::from_secs(1_700_000_000);
+        let expired = issue_at(&previous, "old", StdDuration::from_secs(300), iat).unwrap();
+        let err = verify_with_keys_at(
+            &current,
+            previous_key(Some(&previous), &reads),
+            &expired,
+            Some(Duration::from_secs(1_700_000_301)),
+        )
+        .unwrap_err();
+        assert_eq!(err, TokenError::Invalid("token has expired".into()));
+    }
+
+    #[test]
+    fn an_unreadable_previous_key_is_a_server_fault_only_when_needed() {
+        let current = key(b'a');
+        let broken = || Err(KeyError::Malformed("previous-key.txt: bad".into()));
+        let new = issue(&current, "new", StdDuration::from_secs(60)).unwrap();
+        assert_eq!(verify_with_keys(&current, broken, &new).unwrap(), "new");
+        let old = issue(&key(b'b'), "old", StdDuration::from_secs(60)).unwrap();
+        let err = verify_with_keys(&current, broken, &old).unwrap_err();
+        assert!(matches!(
+            err,
+            TokenError::KeyUnavailable(KeyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_is_rejected_before_any_key_is_asked_for() {
+        let reads = std::cell::Cell::new(0);
+        for garbage in ["", "abc", "a.b.c", "....", "\u{0}"] {
+            let result = verify_with_keys(&key(b'a'), previous_key(None, &reads), garbage);
+            assert!(matches!(result, Err(TokenError::Invalid(_))), "{garbage:?}");
+        }
+        let huge = "a".repeat(MAX_TOKEN_LEN + 1);
+        let result = verify_with_keys(&key(b'a'), previous_key(None, &reads), &huge);
+        assert!(matches!(result, Err(TokenError::Invalid(_))));
+        assert_eq!(reads.get(), 0);
     }
 }
