@@ -5,31 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{BENCHMARK_KEY, Runner, cwasm, key_dir, token_body, wasm};
+use common::{BENCHMARK_KEY, Runner, create, cwasm, key_dir, services, token_body, wasm};
 use jwt_simple::prelude::*;
 use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Encoder};
-
-fn services(key: &tempfile::TempDir, creator_args: &[&str]) -> (Runner, Runner) {
-    let dir = format!("{}::/usr/share/key", key.path().display());
-    let mut args = vec!["--dir", dir.as_str()];
-    args.extend_from_slice(creator_args);
-    let creator = Runner::start(&cwasm("creator"), &args);
-    let verifier = Runner::start(&cwasm("verifier"), &["--dir", dir.as_str()]);
-    (creator, verifier)
-}
-
-fn create(creator: &Runner, username: &str) -> String {
-    let body = serde_json::json!({ "username": username, "password": "pass" }).to_string();
-    let reply = creator.post("/create", body);
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert!(
-        reply
-            .header("content-type")
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    reply.body
-}
 
 fn b64(bytes: &[u8]) -> String {
     Base64UrlSafeNoPadding::encode_to_string(bytes).unwrap()

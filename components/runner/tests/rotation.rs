@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{BENCHMARK_KEY, Runner, cwasm, token_body};
+use common::{BENCHMARK_KEY, Runner, create, services, token_body};
 use jwt_simple::prelude::*;
 use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Decoder};
 
@@ -31,20 +31,6 @@ fn put(dir: &Path, name: &str, contents: &str) {
     let staged = dir.join(format!(".{name}.tmp"));
     std::fs::write(&staged, contents).unwrap();
     std::fs::rename(staged, dir.join(name)).unwrap();
-}
-
-fn services(key: &tempfile::TempDir) -> (Runner, Runner) {
-    let dir = format!("{}::/usr/share/key", key.path().display());
-    let creator = Runner::start(&cwasm("creator"), &["--dir", dir.as_str()]);
-    let verifier = Runner::start(&cwasm("verifier"), &["--dir", dir.as_str()]);
-    (creator, verifier)
-}
-
-fn create(creator: &Runner, username: &str) -> String {
-    let body = serde_json::json!({ "username": username, "password": "pass" }).to_string();
-    let reply = creator.post("/create", body);
-    assert_eq!(reply.status, 200, "{reply:?}");
-    reply.body
 }
 
 fn kid_of(token: &str) -> Option<String> {
@@ -82,7 +68,7 @@ fn verify(verifier: &Runner, token: &str) -> (u16, String) {
 fn both_keys_verify_during_the_window_and_the_retired_one_not_after() {
     let key = tempfile::tempdir().unwrap();
     put(key.path(), "key.txt", BENCHMARK_KEY);
-    let (creator, verifier) = services(&key);
+    let (creator, verifier) = services(&key, &[]);
     let old = create(&creator, "old");
     assert_eq!(kid_of(&old).as_deref(), Some(BENCHMARK_KID));
     let old_go = without_kid(BENCHMARK_KEY, "old-go");
@@ -121,7 +107,7 @@ fn a_malformed_previous_key_makes_the_verifier_unready_and_says_why() {
     let key = tempfile::tempdir().unwrap();
     put(key.path(), "key.txt", NEW_KEY);
     put(key.path(), PREVIOUS, "not a key");
-    let (creator, verifier) = services(&key);
+    let (creator, verifier) = services(&key, &[]);
 
     let reply = verifier.get("/readyz");
     assert_eq!(reply.status, 503);

@@ -259,3 +259,27 @@ pub fn try_request(method: &str, url: &str, body: Option<&[u8]>) -> Result<Reply
 pub fn token_body(token: &str) -> String {
     serde_json::json!({ "token": token }).to_string()
 }
+
+/// The creator (with `creator_args`) and the verifier, sharing the key directory `key`.
+pub fn services(key: &tempfile::TempDir, creator_args: &[&str]) -> (Runner, Runner) {
+    let dir = format!("{}::/usr/share/key", key.path().display());
+    let mut args = vec!["--dir", dir.as_str()];
+    args.extend_from_slice(creator_args);
+    let creator = Runner::start(&cwasm("creator"), &args);
+    let verifier = Runner::start(&cwasm("verifier"), &["--dir", dir.as_str()]);
+    (creator, verifier)
+}
+
+/// `POST /create` for `username`; the token, after checking the 200 and its content type.
+pub fn create(creator: &Runner, username: &str) -> String {
+    let body = serde_json::json!({ "username": username, "password": "pass" }).to_string();
+    let reply = creator.post("/create", body);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    reply.body
+}
