@@ -39,7 +39,16 @@ if pgrep -x dockerd >/dev/null 2>&1; then
 else
     log "starting dockerd (log: $DOCKERD_LOG)"
     # setsid: detach from our process group so callers' job control can't stop it.
-    setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+    # Close every other inherited descriptor first: a caller's lock (say
+    # `flock /tmp/wasm-jwt-containers.lock scripts/test.sh`) would otherwise be
+    # held by dockerd for as long as it runs, and the next caller would wait forever.
+    (
+        for fd in "/proc/$BASHPID/fd"/*; do
+            fd=${fd##*/}
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+        done
+        exec setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null
+    ) &
 fi
 
 for _ in $(seq "$WAIT_SECONDS"); do
