@@ -81,8 +81,13 @@ def compose_env(key: str | None = KEY) -> dict[str, str]:
     return env
 
 
+# Compose files applied over compose.yaml (test_arm64.py: limits for emulation).
+OVERRIDE_FILES: list[str] = []
+
+
 def compose(*args, project=PROJECT, key: str | None = KEY, **kw):
-    cmd = [*compose_command(), "-p", project, "-f", str(ROOT / "compose.yaml"), *args]
+    files = [arg for path in OVERRIDE_FILES for arg in ("-f", path)]
+    cmd = [*compose_command(), "-p", project, "-f", str(ROOT / "compose.yaml"), *files, *args]
     return run(cmd, env=compose_env(key), **kw)
 
 
@@ -268,9 +273,19 @@ def test_metrics_are_served_inside_but_not_published(stack):
     assert status == 404, "the API port serves the API alone"
 
 
+def create_container(image: str) -> str:
+    """`docker create` for the image's own platform (an arm64 image on an amd64
+    machine too, without the platform warning); returns the container id."""
+    info = inspect(image)
+    proc = subprocess.run(["docker", "create", "--platform", f"{info['Os']}/{info['Architecture']}", image],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"docker create {image}: {proc.stderr}"
+    return proc.stdout.strip()
+
+
 def image_files(image: str) -> dict[str, tarfile.TarInfo]:
     """Every path in the image's filesystem, via `docker create` + `docker export`."""
-    cid = run(["docker", "create", image]).stdout.strip()
+    cid = create_container(image)
     try:
         proc = subprocess.run(["docker", "export", cid], capture_output=True, timeout=120)
         assert proc.returncode == 0, proc.stderr.decode()
