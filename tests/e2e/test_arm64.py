@@ -51,6 +51,26 @@ BASELINE_CPU = "cortex-a72"
 ELF_MACHINE_AARCH64 = 0xB7
 # The benchmark key of the runner's tests (components/runner/tests/common).
 TEST_SECRET = "benchmark-secret"
+# qemu-user's cost, not the runner's: it keeps bookkeeping for every page of
+# guest address space, and the pooling allocator reserves address space for
+# twice RUNNER_MAX_CONCURRENT_REQUESTS (default 128) instance memories, so an
+# emulated runner at the default has an RSS of about 6.4 GB (seen here, QEMU
+# 7.2), and at 2 about 150 MB; natively it stays well under compose's 128m.
+# Emulated runners here take a smaller pool, and compose's memory limit is
+# raised for them (EMULATION_OVERRIDE); every other setting is compose.yaml's.
+EMULATED_MAX_CONCURRENT = "4"
+EMULATED_MEM_LIMIT = "1g"
+EMULATION_OVERRIDE = f"""\
+services:
+  creator:
+    mem_limit: {EMULATED_MEM_LIMIT}
+    environment:
+      RUNNER_MAX_CONCURRENT_REQUESTS: "{EMULATED_MAX_CONCURRENT}"
+  verifier:
+    mem_limit: {EMULATED_MEM_LIMIT}
+    environment:
+      RUNNER_MAX_CONCURRENT_REQUESTS: "{EMULATED_MAX_CONCURRENT}"
+"""
 
 run = e2e.run
 
@@ -98,7 +118,7 @@ def arm64_images():
 
 def copy_out(image: str, path: str, dest: Path) -> Path:
     """A file from an image, without running it (no shell needed)."""
-    cid = run(["docker", "create", image]).stdout.strip()
+    cid = e2e.create_container(image)
     try:
         run(["docker", "cp", f"{cid}:{path}", str(dest)])
     finally:
@@ -161,8 +181,10 @@ def test_keycreator_writes_the_reference_key(arm64_files, tmp_path):
     key_file = tmp_path / "key.txt"
     env = dict(os.environ, KEY=TEST_SECRET, KEY_FILE=str(key_file))
     run([str(arm64_files["keycreator"])], env=env)
+    # The hex SHA-512 of the secret plus a newline (`echo $KEY | sha512sum`), with
+    # no newline in the file (components/keycreator).
     expected = hashlib.sha512(f"{TEST_SECRET}\n".encode()).hexdigest()
-    assert key_file.read_text() == expected + "\n"
+    assert key_file.read_text() == expected
 
 
 # --- the runner and components on an ARMv8.0-A CPU ----------------------------------
@@ -178,7 +200,7 @@ def key_file(arm64_files, tmp_path_factory) -> Path:
 
 
 def test_reference_flow_on_a_cortex_a72(arm64_files, key_file, tmp_path):
-    env = dict(os.environ, QEMU_CPU=BASELINE_CPU)
+    env = dict(os.environ, QEMU_CPU=BASELINE_CPU, RUNNER_MAX_CONCURRENT_REQUESTS=EMULATED_MAX_CONCURRENT)
     procs = {}
     try:
         for name in SERVICES:
@@ -219,7 +241,8 @@ def test_runner_contract_and_pyjwt_interop_on_a_cortex_a72(arm64_files, key_file
     cwasm_dir.mkdir()
     for name in SERVICES:
         shutil.copy(arm64_files[f"{name}.cwasm"], cwasm_dir)
-    env = dict(os.environ, QEMU_CPU=BASELINE_CPU, TEST_RUNNER=str(arm64_files["creator-runner"]),
+    env = dict(os.environ, QEMU_CPU=BASELINE_CPU, RUNNER_MAX_CONCURRENT_REQUESTS=EMULATED_MAX_CONCURRENT,
+               TEST_RUNNER=str(arm64_files["creator-runner"]),
                TEST_CWASM_DIR=str(cwasm_dir), TEST_KEY_FILE=str(key_file))
     # --workspace: the feature set of scripts/test.sh's `cargo test`, so these are cache hits.
     proc = run(["cargo", "test", "--locked", "--workspace", "--test", "contract", "--test", "interop",
@@ -237,9 +260,12 @@ def test_runner_contract_and_pyjwt_interop_on_a_cortex_a72(arm64_files, key_file
 
 
 @pytest.fixture(scope="module")
-def arm64_stack(arm64_images):
+def arm64_stack(arm64_images, tmp_path_factory):
     saved = os.environ.get("DOCKER_DEFAULT_PLATFORM")
     os.environ["DOCKER_DEFAULT_PLATFORM"] = PLATFORM
+    override = tmp_path_factory.mktemp("compose") / "emulation.yaml"
+    override.write_text(EMULATION_OVERRIDE)
+    e2e.OVERRIDE_FILES.append(str(override))
     try:
         e2e.compose("down", "-v", "--remove-orphans", timeout=60)
         try:
@@ -249,6 +275,7 @@ def arm64_stack(arm64_images):
         finally:
             e2e.compose("down", "-v", "--remove-orphans", timeout=120, check=False)
     finally:
+        e2e.OVERRIDE_FILES.remove(str(override))
         if saved is None:
             os.environ.pop("DOCKER_DEFAULT_PLATFORM", None)
         else:
