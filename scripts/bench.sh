@@ -7,13 +7,19 @@
 #
 # Systems: runner JIT (.wasm), runner AOT (.cwasm), the same AOT runner as the
 # images build it (static musl), runner AOT --no-pooling, the
-# --no-access-log, --fs-on-blocking-pool and --metrics-addr variants, `wasmtime serve` 48.0.8 on
-# the same .wasm, and native-server (hyper, no Wasm: the ceiling). POST /create
+# --no-access-log, --fs-on-blocking-pool and --metrics-addr variants, the
+# runner on the floor component (scripts/bench/floor: answers "ok", so it
+# costs what the runner itself costs), `wasmtime serve` 48.0.8 on the same
+# .wasm, a Go net/http + golang-jwt server of the same contract
+# (scripts/bench/go-baseline: what users of the reference run today), and
+# native-server (hyper, no Wasm: the ceiling). POST /create
 # and POST /verifier under wrk at 32 connections and at 1 connection; memory;
 # start-up; container start and image sizes when docker and the images exist.
 #
 # Builds what it needs: the release runner, native-server and keycreator, the
-# two components and their .cwasm; installs wrk (and python3) from Debian when
+# two components, the floor component and their .cwasm, the Go baseline
+# (Debian's golang-go and golang-github-golang-jwt-jwt-dev, GOPATH mode: no
+# module proxy needed); installs wrk (and python3) from Debian when
 # missing and, in full mode, wasmtime-cli 48.0.8 into target/bench-tools (a
 # ~10 min cargo build, done once).
 #
@@ -86,8 +92,18 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
 fi
 log "building runner, native-server, keycreator (release)"
 cargo build --release --quiet -p runner -p native-server -p keycreator
-log "building the creator and verifier components"
-cargo build --release --quiet --target wasm32-wasip2 -p creator -p verifier
+log "building the creator, verifier and floor components"
+cargo build --release --quiet --target wasm32-wasip2 -p creator -p verifier -p bench-floor
+
+# The Go baseline, from Debian packages only.
+command -v go >/dev/null 2>&1 || apt_install golang-go
+[ -d /usr/share/gocode/src/github.com/golang-jwt/jwt ] || apt_install golang-github-golang-jwt-jwt-dev
+GO_BASELINE=$WORK/go-baseline
+log "building the Go baseline ($(go version | cut -d' ' -f3))"
+mkdir -p "$WORK"
+(cd "$ROOT/scripts/bench/go-baseline" &&
+    GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$WORK/go-cache \
+        go build -o "$GO_BASELINE" .) || die "the Go baseline did not build"
 
 # The runner exactly as the images build it (static musl, no compiler), so
 # the figures cover what is shipped; skipped if the musl toolchain is missing.
@@ -109,7 +125,7 @@ KEYCREATOR=$TARGET_DIR/release/keycreator
 WASM_DIR=$TARGET_DIR/wasm32-wasip2/release
 CWASM_DIR=$WORK/cwasm
 mkdir -p "$WORK" "$CWASM_DIR"
-for c in creator verifier; do
+for c in creator verifier bench_floor; do
     if [ ! -s "$CWASM_DIR/$c.cwasm" ] || [ "$WASM_DIR/$c.wasm" -nt "$CWASM_DIR/$c.cwasm" ] ||
         [ "$RUNNER" -nt "$CWASM_DIR/$c.cwasm" ]; then
         log "runner compile $c.wasm"
@@ -145,5 +161,6 @@ KEY=benchmark-secret KEY_FILE=$KEYDIR/key.txt "$KEYCREATOR" >/dev/null
 [ "$QUICK" = 1 ] && HARNESS_ARGS+=(--quick)
 exec "$PYTHON" "$ROOT/scripts/bench/harness.py" \
     --root "$ROOT" --runner "$RUNNER" --runner-musl "$RUNNER_MUSL" --native "$NATIVE" --wasmtime "$WASMTIME" \
+    --go "$GO_BASELINE" --floor-cwasm "$CWASM_DIR/bench_floor.cwasm" \
     --wasm-dir "$WASM_DIR" --cwasm-dir "$CWASM_DIR" --keydir "$KEYDIR" \
     --workdir "$WORK" --out "$OUT" ${HARNESS_ARGS[@]+"${HARNESS_ARGS[@]}"}

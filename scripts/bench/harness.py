@@ -35,6 +35,8 @@ ANALYSIS = HERE / "analysis.md"
 CREATE_BODY = '{"username":"testname","password":"pass"}'
 TOKEN_TTL = "86400"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Measured again without pinning: the runner, its floor, and what it is compared with.
+UNPINNED_SYSTEMS = ("runner-aot", "floor", "wasmtime", "go", "native")
 
 FAILURES: list[str] = []
 
@@ -59,7 +61,7 @@ class System:
         self.id = sid
         self.binary = binary  # a runner binary other than cfg.runner
         self.label = label
-        self.kind = kind  # runner | wasmtime | native
+        self.kind = kind  # runner | floor | wasmtime | go | native
         self.artifact = artifact  # wasm | cwasm (runner)
         self.flags = list(flags)
         self.variant = variant  # a design-choice variant of the runner
@@ -72,10 +74,17 @@ class System:
             art = art / f"{endpoint}.{self.artifact}"
             return [self.binary or cfg.runner, "--addr", addr, "--dir", f"{keydir}::/usr/share/key",
                     "--env", f"TOKEN_TTL_SECONDS={TOKEN_TTL}", *self.flags, str(art)]
+        if self.kind == "floor":
+            # The same runner on the floor component (answers 200 "ok" to
+            # anything): what the runner itself costs per request.
+            return [cfg.runner, "--addr", addr, *self.flags, cfg.floor_cwasm]
         if self.kind == "wasmtime":
             return [cfg.wasmtime, "serve", "-Scli", "--dir", f"{keydir}::/usr/share/key",
                     "--env", f"TOKEN_TTL_SECONDS={TOKEN_TTL}", "--addr", addr,
                     str(Path(cfg.wasm_dir) / f"{endpoint}.wasm")]
+        if self.kind == "go":
+            return [cfg.go, "--endpoint", endpoint, "--addr", addr,
+                    "--key-file", str(Path(keydir) / "key.txt")]
         if self.kind == "native":
             return [cfg.native, "--endpoint", endpoint, "--addr", addr,
                     "--key-file", str(Path(keydir) / "key.txt")]
@@ -106,8 +115,12 @@ def all_systems(cfg) -> list[System]:
         # The binary the images ship: static musl, no compiler, same .cwasm.
         systems.insert(1, System("runner-aot-musl", "runner AOT, static musl (image build)",
                                  "runner", "cwasm", binary=cfg.runner_musl))
+    if cfg.floor_cwasm:
+        systems.insert(1, System("floor", "runner AOT, floor component", "floor"))
     if cfg.wasmtime:
         systems.append(System("wasmtime", f"`wasmtime serve` {cfg.wasmtime_version}", "wasmtime"))
+    if cfg.go:
+        systems.append(System("go", "Go net/http + golang-jwt", "go"))
     systems.append(System("native", "native-server (hyper)", "native"))
     return systems
 
@@ -320,7 +333,10 @@ def start_server(cfg, system: System, endpoint: str):
 
 def check_contract(system, endpoint, port, token):
     try:
-        if endpoint == "creator":
+        if system.kind == "floor":
+            status, body = http_call(port, "POST", "/", CREATE_BODY)
+            ok = status == 200 and body == b"ok"
+        elif endpoint == "creator":
             status, body = http_call(port, "POST", "/create", CREATE_BODY)
             ok = status == 200 and body.count(b".") == 2
         else:
@@ -609,21 +625,25 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
         w("### 32 connections")
         w("")
         w("| System | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | server CPU µs/req | "
-          "vs `wasmtime serve` | vs native | other CPU % |")
-        w("|---|---|---|---|---|---|---|---|---|---|")
+          "CPU vs floor | vs `wasmtime serve` | vs Go | vs native | other CPU % |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
         base_wt = get(results, "wasmtime", endpoint, "c32", "rps")
+        base_go = get(results, "go", endpoint, "c32", "rps")
         base_nat = get(results, "native", endpoint, "c32", "rps")
+        floor_cpu = get(results, "floor", endpoint, "c32", "server_cpu_us_per_req")
         for s in systems:
             e = results.get(s.id, {}).get(endpoint)
             if not e:
-                w(f"| {s.label} | failed | | | | | | | | |")
+                w(f"| {s.label} | failed | | | | | | | | | | |")
                 continue
             c = e["c32"]
             rps = get(results, s.id, endpoint, "c32", "rps")
+            cpu = get(results, s.id, endpoint, "c32", "server_cpu_us_per_req")
             w(f"| {s.label} | {fmt(c, 'rps')} | {fmt(c, 'p50', ms)} | {fmt(c, 'p99', ms)} | "
               f"{fmt(c, 'p999', ms)} | {fmt(c, 'status')} | {fmt(c, 'server_cpu_us_per_req', digits=1)} | "
+              f"{ratio(cpu, floor_cpu)} | "
               f"{ratio(rps, base_wt) if s.id != 'wasmtime' else '1.00×' if base_wt else '—'} | "
-              f"{ratio(rps, base_nat)} | {fmt(c, 'foreign_cpu_pct', digits=1)} |")
+              f"{ratio(rps, base_go)} | {ratio(rps, base_nat)} | {fmt(c, 'foreign_cpu_pct', digits=1)} |")
         w("")
         w("### 1 connection (latency)")
         w("")
@@ -646,12 +666,13 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
           "would run them; tokio gets one worker per core. Same rounds and warm-up as above.")
         w("")
         w("| System | endpoint | req/s | p50 ms | p99 ms | p99.9 ms | non-2xx | server CPU µs/req | "
-          "vs `wasmtime serve` | vs native | other CPU % |")
-        w("|---|---|---|---|---|---|---|---|---|---|---|")
+          "vs `wasmtime serve` | vs Go | vs native | other CPU % |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for endpoint in ("creator", "verifier"):
             wt = get(unpinned, "wasmtime", endpoint, "c32", "rps")
+            go = get(unpinned, "go", endpoint, "c32", "rps")
             nat = get(unpinned, "native", endpoint, "c32", "rps")
-            for sid in ("runner-aot", "wasmtime", "native"):
+            for sid in UNPINNED_SYSTEMS:
                 e = unpinned.get(sid, {}).get(endpoint)
                 if not e or "c32" not in e:
                     continue
@@ -659,7 +680,8 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
                 rps = get(unpinned, sid, endpoint, "c32", "rps")
                 w(f"| {unpinned[sid]['label']} | {endpoint} | {fmt(c, 'rps')} | {fmt(c, 'p50', ms)} | "
                   f"{fmt(c, 'p99', ms)} | {fmt(c, 'p999', ms)} | {fmt(c, 'status')} | "
-                  f"{fmt(c, 'server_cpu_us_per_req', digits=1)} | {ratio(rps, wt)} | {ratio(rps, nat)} | "
+                  f"{fmt(c, 'server_cpu_us_per_req', digits=1)} | {ratio(rps, wt)} | {ratio(rps, go)} | "
+                  f"{ratio(rps, nat)} | "
                   f"{fmt(c, 'foreign_cpu_pct', digits=1)} |")
         w("")
 
@@ -751,28 +773,23 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
     def verdict(ok):
         return "—" if ok is None else ("**met**" if ok else "**missed**")
 
-    for endpoint in ("creator", "verifier"):
-        r = get(results, "runner-aot", endpoint, "c32", "rps")
-        wt = get(results, "wasmtime", endpoint, "c32", "rps")
-        nat = get(results, "native", endpoint, "c32", "rps")
-        w(f"| {endpoint}: runner ≥ 1.0× `wasmtime serve` req/s | "
-          f"{ratio(r, wt) if wt else 'wasmtime-cli not installed'} | "
-          f"{verdict(r / wt >= 1.0 if r and wt else None)} |")
-        w(f"| {endpoint}: runner ≥ 0.6× native req/s | {ratio(r, nat)} | "
-          f"{verdict(r / nat >= 0.6 if r and nat else None)} |")
-    def ratios_row(res, sid, endpoint, what):
-        r = get(res, sid, endpoint, "c32", "rps")
-        wt = get(res, "wasmtime", endpoint, "c32", "rps")
-        nat = get(res, "native", endpoint, "c32", "rps")
-        if r:
-            w(f"| {endpoint}, {what}: runner ≥ 1.0× `wasmtime serve` / ≥ 0.6× native req/s | "
-              f"{ratio(r, wt)} / {ratio(r, nat)} | "
-              f"{verdict(r / wt >= 1.0 if wt else None)} / {verdict(r / nat >= 0.6 if nat else None)} |")
+    def ratio_row(label, a, b, bound, at_most=False, shown=None):
+        ok = None if not (a and b) else (a / b <= bound if at_most else a / b >= bound)
+        w(f"| {label} | {shown or ratio(a, b)} | {verdict(ok)} |")
 
     for endpoint in ("creator", "verifier"):
-        ratios_row(results, "runner-aot-musl", endpoint, "image build (static musl)")
-    for endpoint in ("creator", "verifier"):
-        ratios_row(unpinned, "runner-aot", endpoint, "unpinned")
+        cpu = get(results, "runner-aot", endpoint, "c32", "server_cpu_us_per_req")
+        floor = get(results, "floor", endpoint, "c32", "server_cpu_us_per_req")
+        ratio_row(f"{endpoint}: server CPU per request ≤ 1.5× the floor component's", cpu, floor,
+                  1.5, at_most=True,
+                  shown=f"{cpu:.1f} / {floor:.1f} µs = {ratio(cpu, floor)}" if cpu and floor else None)
+        ratio_row(f"{endpoint}: runner ≥ 2.0× `wasmtime serve` req/s",
+                  get(results, "runner-aot", endpoint, "c32", "rps"),
+                  get(results, "wasmtime", endpoint, "c32", "rps"), 2.0,
+                  shown=None if cfg.wasmtime else "wasmtime-cli not installed")
+        ratio_row(f"{endpoint}: runner ≥ 1.0× Go req/s (unpinned, both cores)",
+                  get(unpinned, "runner-aot", endpoint, "c32", "rps"),
+                  get(unpinned, "go", endpoint, "c32", "rps"), 1.0)
     for endpoint in ("creator", "verifier"):
         p99 = get(results, "runner-aot", endpoint, "c32", "p99")
         w(f"| {endpoint}: p99 ≤ 5 ms at 32 connections{' (pinned: server on 1 core)' if cfg.server_cpu is not None else ''} | "
@@ -833,6 +850,8 @@ def main() -> int:
                     help="the runner as built for the images (static musl, no compiler)")
     ap.add_argument("--native", required=True)
     ap.add_argument("--wasmtime", default="")
+    ap.add_argument("--go", default="", help="the Go baseline server (scripts/bench/go-baseline)")
+    ap.add_argument("--floor-cwasm", default="", help="the floor component, precompiled")
     ap.add_argument("--wasm-dir", required=True)
     ap.add_argument("--cwasm-dir", required=True)
     ap.add_argument("--keydir", required=True)
@@ -924,11 +943,11 @@ def main() -> int:
         if cfg.unpinned_pass and cfg.server_cpu is not None:
             # The same load without pinning: what the whole machine does when
             # server and load generator share both cores (as in production-like
-            # single-host tests). 32 connections only, three systems.
+            # single-host tests). 32 connections only, a few systems.
             log("== unpinned pass")
             pinned_cpus = (cfg.server_cpu, cfg.client_cpu)
             cfg.server_cpu = cfg.client_cpu = None
-            subset = [s for s in systems if s.id in ("runner-aot", "wasmtime", "native")]
+            subset = [s for s in systems if s.id in UNPINNED_SYSTEMS]
             bench_endpoint(cfg, subset, "creator", create_body, "/create", token, unpinned,
                            latency_runs=False)
             bench_endpoint(cfg, subset, "verifier", verify_body, "/verifier", token, unpinned,

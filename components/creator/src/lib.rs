@@ -4,11 +4,11 @@
 //! component's HTTP export, so the same contract runs under our runner, under
 //! `wasmtime serve` and under Spin.
 
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use token_contract::Endpoint;
 
 #[http_component]
-fn handle(request: Request) -> Response {
-    token_contract::spin::respond(Endpoint::Creator, &request)
+fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+    token_contract::spin::serve(Endpoint::Creator, request, response_out);
 }

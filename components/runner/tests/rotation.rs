@@ -128,3 +128,50 @@ fn a_malformed_previous_key_makes_the_verifier_unready_and_says_why() {
     assert_eq!(reply.status, 503, "{reply:?}");
     assert_eq!(reply.error().0, "key_unavailable");
 }
+
+/// A Kubernetes Secret volume: `key.txt` is a symbolic link through `..data`
+/// to a timestamped directory, and an update swaps `..data` atomically. The
+/// components read the key through `wasi:filesystem` themselves, so they
+/// must follow those links, and see the new key at the next request.
+#[test]
+fn keys_in_a_kubernetes_secret_volume_are_followed_through_their_links() {
+    use std::os::unix::fs::symlink;
+    let volume = tempfile::tempdir().unwrap();
+    let mount = |version: &str, key: &str| {
+        let dir = volume.path().join(version);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("key.txt"), key).unwrap();
+        let staged = volume.path().join("..data_tmp");
+        symlink(version, &staged).unwrap();
+        std::fs::rename(staged, volume.path().join("..data")).unwrap();
+    };
+    mount("..2026_11_23_01", BENCHMARK_KEY);
+    symlink("..data/key.txt", volume.path().join("key.txt")).unwrap();
+    let (creator, verifier) = services(&volume, &[]);
+    let first = create(&creator, "first");
+    assert_eq!(kid_of(&first).as_deref(), Some(BENCHMARK_KID));
+    assert_eq!(verify(&verifier, &first), (200, "first".to_owned()));
+
+    mount("..2026_11_23_02", NEW_KEY);
+    let second = create(&creator, "second");
+    assert_ne!(kid_of(&second).as_deref(), Some(BENCHMARK_KID));
+    assert_eq!(verify(&verifier, &second), (200, "second".to_owned()));
+    // The old key is gone with its directory's link: its tokens are refused.
+    assert_eq!(verify(&verifier, &first).0, 401);
+}
+
+/// A key path outside every directory the runner maps is reported as a
+/// missing key (503), not as a failure of the component.
+#[test]
+fn a_key_file_outside_the_mapped_directories_is_missing() {
+    let key = common::key_dir();
+    let dir = format!("{}::/usr/share/key", key.path().display());
+    let creator = Runner::start(
+        &common::cwasm("creator"),
+        &["--dir", &dir, "--env", "KEY_FILE=/elsewhere/key.txt"],
+    );
+    let reply = creator.post("/create", r#"{"username":"a","password":"b"}"#);
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.error().0, "key_unavailable");
+    assert!(reply.error().1.contains("/elsewhere/key.txt"), "{reply:?}");
+}

@@ -199,13 +199,12 @@ pub fn handle(
             Ok(()) => Response::text(200, "ready"),
             Err(reason) => Response::error(503, "not_ready", reason),
         },
+        // Hosts may pass just the first `MAX_BODY_BYTES + 1` bytes of a
+        // larger body: enough to know it is too large.
         _ if request.body.len() > MAX_BODY_BYTES => Response::error(
             413,
             "payload_too_large",
-            format!(
-                "request body is {} bytes; the limit is {MAX_BODY_BYTES}",
-                request.body.len()
-            ),
+            format!("request body is larger than the limit of {MAX_BODY_BYTES} bytes"),
         ),
         _ => match endpoint {
             Endpoint::Creator => create(config, request.body, keys),

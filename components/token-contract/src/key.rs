@@ -13,7 +13,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::{self, ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use jwt_simple::algorithms::HS256Key;
@@ -60,8 +60,14 @@ impl SigningKey {
                 "unexpected byte 0x{bad:02x}; expected lowercase hex"
             )));
         }
-        let kid = key_id(contents);
-        let hs256 = HS256Key::from_bytes(contents).with_key_id(&kid);
+        // HMAC hashes a key longer than its block (64 bytes for SHA-256)
+        // before use (RFC 2104, section 2), so signing with the SHA-256 of
+        // the 128-byte key gives the same tags as signing with the key, as
+        // the reference services do. Hashing once here serves both the key
+        // id and the HMAC, instead of hashing the key again for every tag.
+        let digest = hmac_sha256::Hash::hash(contents);
+        let kid = key_id(&digest);
+        let hs256 = HS256Key::from_bytes(&digest).with_key_id(&kid);
         Ok(Self { hs256, kid })
     }
 
@@ -78,20 +84,22 @@ impl SigningKey {
 
     /// Reads and validates the key file at `path`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, KeyError> {
-        let path = path.as_ref();
-        // One bounded read instead of `fs::read`: no `stat` for a size hint
-        // (under Wasm every filesystem call is a host call, and this runs on
-        // every request), and a wrong file cannot make us allocate much.
-        let mut contents = Vec::with_capacity(KEY_HEX_LEN + 1);
-        let read = File::open(path)
-            .and_then(|file| file.take(KEY_HEX_LEN as u64 + 1).read_to_end(&mut contents));
-        match read {
-            Ok(_) if contents.len() > KEY_HEX_LEN => Err(KeyError::Malformed(format!(
+        Self::load_with(path.as_ref(), read_prefix)
+    }
+
+    /// Like [`load`](Self::load), reading the file with `read`, which
+    /// returns at most the first `limit` bytes of the file at `path` (see
+    /// [`ReadKeyFile`]).
+    pub fn load_with(path: &Path, read: ReadKeyFile) -> Result<Self, KeyError> {
+        // Reading one byte more than a key tells a too-long file apart, and a
+        // wrong file cannot make us allocate much.
+        match read(path, KEY_HEX_LEN + 1) {
+            Ok(contents) if contents.len() > KEY_HEX_LEN => Err(KeyError::Malformed(format!(
                 "{}: expected {KEY_HEX_LEN} hex characters, found more",
                 path.display()
             ))),
             // Name the file: with two key files, "malformed" alone is ambiguous.
-            Ok(_) => Self::from_file_contents(&contents).map_err(|e| match e {
+            Ok(contents) => Self::from_file_contents(&contents).map_err(|e| match e {
                 KeyError::Malformed(why) => {
                     KeyError::Malformed(format!("{}: {why}", path.display()))
                 }
@@ -107,7 +115,14 @@ impl SigningKey {
     /// Like [`load`](Self::load), for a file that may legitimately be
     /// absent (the previous key): `Ok(None)` when it does not exist.
     pub fn load_optional(path: impl AsRef<Path>) -> Result<Option<Self>, KeyError> {
-        match Self::load(path) {
+        Self::load_optional_with(path.as_ref(), read_prefix)
+    }
+
+    /// Like [`load_with`](Self::load_with), for a file that may
+    /// legitimately be absent (the previous key): `Ok(None)` when it does
+    /// not exist.
+    pub fn load_optional_with(path: &Path, read: ReadKeyFile) -> Result<Option<Self>, KeyError> {
+        match Self::load_with(path, read) {
             Ok(key) => Ok(Some(key)),
             Err(KeyError::Missing(_)) => Ok(None),
             Err(e) => Err(e),
@@ -130,43 +145,61 @@ pub trait Keys {
     fn previous(&self) -> Result<Option<SigningKey>, KeyError>;
 }
 
+/// How a host reads a key file: at most the first `limit` bytes of the file
+/// at `path`, with [`ErrorKind::NotFound`] when it does not exist.
+pub type ReadKeyFile = fn(path: &Path, limit: usize) -> io::Result<Vec<u8>>;
+
+/// [`ReadKeyFile`] through `std::fs`: one bounded read, no `stat` for a size
+/// hint.
+pub fn read_prefix(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
+    let mut contents = Vec::with_capacity(limit);
+    File::open(path)?
+        .take(limit as u64)
+        .read_to_end(&mut contents)?;
+    Ok(contents)
+}
+
 /// The key files as keycreator writes them, read again on every call: for
 /// hosts that run a fresh instance per request and so have nothing to cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct KeyFiles {
     current: PathBuf,
     previous: PathBuf,
+    read: ReadKeyFile,
 }
 
 impl KeyFiles {
-    /// `key_file` and the [previous key file](previous_key_path) next to it.
+    /// `key_file` and the [previous key file](previous_key_path) next to it,
+    /// read with `std::fs`.
     pub fn new(key_file: impl Into<PathBuf>) -> Self {
+        Self::with_reader(key_file, read_prefix)
+    }
+
+    /// Like [`new`](Self::new), reading the files with `read`.
+    pub fn with_reader(key_file: impl Into<PathBuf>, read: ReadKeyFile) -> Self {
         let current = key_file.into();
         let previous = previous_key_path(&current);
-        Self { current, previous }
+        Self {
+            current,
+            previous,
+            read,
+        }
     }
 }
 
 impl Keys for KeyFiles {
     fn current(&self) -> Result<SigningKey, KeyError> {
-        SigningKey::load(&self.current)
+        SigningKey::load_with(&self.current, self.read)
     }
 
     fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
-        SigningKey::load_optional(&self.previous)
+        SigningKey::load_optional_with(&self.previous, self.read)
     }
 }
 
-fn key_id(key: &[u8]) -> String {
-    use jwt_simple::algorithms::MACLike;
-    use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Decoder};
+/// The key id from the SHA-256 `digest` of the key: its first bytes in hex.
+fn key_id(digest: &[u8; 32]) -> String {
     use std::fmt::Write;
-    // jwt-simple's own key id is the unpadded base64url of SHA-256 over the
-    // key bytes: reuse that hash (no extra crate, no extra code in the
-    // components) and present its first bytes in hex.
-    let mut key = HS256Key::from_bytes(key);
-    let digest = Base64UrlSafeNoPadding::decode_to_vec(key.create_key_id(), None)
-        .expect("jwt-simple encodes its key ids in base64url");
     digest[..KID_BYTES]
         .iter()
         .fold(String::with_capacity(2 * KID_BYTES), |mut hex, byte| {
