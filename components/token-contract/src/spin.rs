@@ -5,7 +5,7 @@
 //! `Request`/`Response` conversions. Those copy every header into maps, read
 //! the body through an async stream and an executor, and write the response
 //! the same way; for requests this small that glue cost more than the token
-//! work itself (docs/benchmarks.md, "Where the guest's time went"). Here a
+//! work itself (docs/benchmarks.md, "Round 3: the work above the floor"). Here a
 //! request is answered with the fewest `wasi:http` calls the interface
 //! allows: method, path, one read of the body, and one write of the answer.
 
@@ -76,8 +76,8 @@ fn read_key_file(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
         .max_by_key(|(length, _, _)| *length)
         .map(|(_, directory, relative)| (directory, relative))
         .ok_or_else(not_found)?;
-    // `open-at` refuses `..` and absolute paths itself; a non-UTF-8 or empty
-    // remainder names nothing a key can be.
+    // An empty or non-UTF-8 remainder, or one with `..` in it, names nothing
+    // a key can be (and `open-at` would refuse `..` anyway).
     let relative = relative
         .to_str()
         .filter(|r| {
