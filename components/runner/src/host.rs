@@ -1,30 +1,32 @@
-//! Instances: one fresh store per request, created by wasmtime-wasi-http's
-//! [`ProxyHandler`] through the [`HandlerState`] implemented here.
+//! Instances: one fresh store per request, instantiated from a component
+//! linked and type-checked once at start-up (`ProxyPre`), then called
+//! through its `wasi:http/incoming-handler` export.
 //!
-//! The component is linked and type-checked once at start-up (`ProxyPre`);
-//! per request we only build a small WASI context and instantiate, which is
+//! Per request we only build a small WASI context and instantiate, which is
 //! cheap with the pooling allocator and copy-on-write memory images.
+//! wasmtime-wasi-http's `handler` module is not used: it is built to reuse
+//! instances across requests, and its component-model-async bookkeeping cost
+//! about 8 % of a request here (see docs/benchmarks.md) for nothing, since an
+//! instance here serves exactly one request.
 
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use bytes::Bytes;
+use http_body_util::Full;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context as _;
-use wasmtime::{
-    Engine, Result, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
-};
+use wasmtime::{Engine, Result, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::handler::{
-    HandlerState, Instance, ProxyPre, ShouldAccept, WorkerExpiration, WorkerState, WorkerStatus,
-};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use crate::metrics::{GaugeGuard, Metrics};
+use crate::metrics::Metrics;
 
 /// A host directory made visible to the guest, read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,9 +112,7 @@ pub fn pre_instantiate(engine: &Engine, component: &Component) -> Result<ProxyPr
     let pre = linker
         .instantiate_pre(component)
         .context("the component imports something this runner does not provide")?;
-    let pre = wasmtime_wasi_http::p2::bindings::ProxyPre::new(pre)
-        .context("the component does not export wasi:http/incoming-handler")?;
-    Ok(ProxyPre::P2(pre))
+    ProxyPre::new(pre).context("the component does not export wasi:http/incoming-handler")
 }
 
 /// Creates a fresh instance for every request.
@@ -196,123 +196,112 @@ impl Host {
     }
 }
 
+/// Why a request got no response from its component.
+#[derive(Debug)]
+pub enum GuestError {
+    /// The component did not answer within the request timeout.
+    Timeout,
+    /// No instance could be created for the request.
+    Instantiation(wasmtime::Error),
+    /// The guest trapped, answered with an error code, or returned without
+    /// answering.
+    Failed(wasmtime::Error),
+}
+
 impl Host {
+    /// Runs `request` on a fresh instance and returns its response, whose
+    /// body the guest may still be writing.
+    ///
+    /// The instance lives in a task of its own until its `handle` returns:
+    /// a guest may set the response first and stream the body after. That
+    /// task is bounded by the request timeout as a whole (instantiation,
+    /// answering, and writing the body), and dropping it drops the store, so
+    /// a guest that never finishes is stopped at its next epoch tick.
+    pub async fn handle(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<WasiBody>, GuestError> {
+        let permit = self.acquire_slot().await?;
+        let in_use = self.metrics.as_ref().map(|m| m.instance_in_use());
+        let mut store = self.new_store();
+        let pre = self.pre.clone();
+        let timeout = self.settings.request_timeout;
+
+        let (answer, answered) = oneshot::channel();
+        // Set once the guest has answered: a failure after that cannot
+        // reach the client as an error response any more, so it is logged.
+        let responded = Arc::new(AtomicBool::new(false));
+        let outparam = {
+            let responded = responded.clone();
+            move |response| {
+                responded.store(true, Ordering::Relaxed);
+                // The receiver is gone if the client left; nothing to do.
+                let _ = answer.send(response);
+            }
+        };
+        let task = tokio::spawn(async move {
+            let run = async {
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(GuestError::Instantiation)?;
+                let mut http = store.data_mut().http();
+                let request =
+                    http.new_incoming_request(Scheme::Http, request)
+                        .and_then(|request| {
+                            let outparam = http.new_response_outparam_from_callback(outparam)?;
+                            Ok((request, outparam))
+                        });
+                let (request, outparam) = request.map_err(GuestError::Failed)?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, outparam)
+                    .await
+                    .map_err(GuestError::Failed)
+            };
+            let result = match tokio::time::timeout(timeout, run).await {
+                Ok(result) => result,
+                Err(_elapsed) => Err(GuestError::Timeout),
+            };
+            drop(store);
+            drop((permit, in_use));
+            if let Err(error) = &result
+                && responded.load(Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    error = ?error,
+                    "the component failed after it had answered"
+                );
+            }
+            result
+        });
+
+        match answered.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(GuestError::Failed(wasmtime::format_err!(
+                "the component answered with the error {code:?}"
+            ))),
+            // The guest's side is gone without an answer: its task says why.
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(GuestError::Failed(wasmtime::format_err!(
+                    "the component returned without setting a response"
+                ))),
+                Ok(Err(error)) => Err(error),
+                Err(join) => Err(GuestError::Failed(wasmtime::format_err!(
+                    "the component's task ended: {join}"
+                ))),
+            },
+        }
+    }
+
     /// Waits for a free instance slot; with metrics on, a request that has
     /// to wait is counted as waiting until it gets one (or is cancelled).
-    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit> {
+    async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, GuestError> {
         if let Ok(permit) = self.instances.clone().try_acquire_owned() {
             return Ok(permit);
         }
         let _waiting = self.metrics.as_ref().map(|m| m.waiting_for_instance());
-        Ok(self.instances.clone().acquire_owned().await?)
-    }
-}
-
-impl HandlerState for Host {
-    type StoreData = StoreState;
-    type WorkerExpiration = Deadline;
-    type WorkerState = SingleRequest;
-
-    async fn instantiate(&self) -> Result<Instance<StoreState, Deadline, SingleRequest>> {
-        let permit = self.acquire_slot().await?;
-        let in_use = self
-            .metrics
-            .as_ref()
-            .map(|metrics| metrics.instance_in_use());
-        let mut store = self.new_store();
-        let timeout = self.settings.request_timeout;
-        let proxy = tokio::time::timeout(timeout, self.pre.instantiate_async(&mut store))
-            .await
-            .map_err(|_| wasmtime::format_err!("instantiation took longer than {timeout:?}"))??;
-        Ok(Instance {
-            store,
-            proxy,
-            view: <StoreState as WasiHttpView>::http,
-            expiration: Deadline::new(timeout),
-            state: SingleRequest {
-                timeout,
-                _permit: permit,
-                _in_use: in_use,
-            },
-        })
-    }
-}
-
-/// Each instance serves exactly one request, then is dropped: no state
-/// leaks between requests, and a misbehaving request harms only itself.
-pub struct SingleRequest {
-    timeout: Duration,
-    _permit: OwnedSemaphorePermit,
-    _in_use: Option<GaugeGuard>,
-}
-
-impl WorkerState for SingleRequest {
-    type StoreData = StoreState;
-    type RequestData = ();
-
-    fn should_accept_request(&self, _concurrent: usize, total: usize) -> ShouldAccept {
-        if total == 0 {
-            ShouldAccept::Yes
-        } else {
-            ShouldAccept::Never
-        }
-    }
-
-    fn on_request_start(
-        &self,
-        _store: StoreContextMut<'_, StoreState>,
-        _data: (),
-        _task: wasmtime::component::GuestTaskId,
-    ) -> Pin<Box<dyn Future<Output = ()> + Send + Sync>> {
-        Box::pin(tokio::time::sleep(self.timeout))
-    }
-
-    fn drop(&self, store: Store<StoreState>, result: Result<()>) {
-        if let Err(error) = result {
-            tracing::warn!(error = format!("{error:#}"), "guest instance failed");
-        }
-        drop(store);
-    }
-}
-
-/// How long an instance may sit idle (as `wasmtime serve`'s default).
-const IDLE_LIMIT: Duration = Duration::from_secs(1);
-
-/// Expires a worker whose request outlives the timeout. The handler also
-/// races each request against `on_request_start`'s timer; this is the second
-/// line of defence the handler's documentation asks for.
-pub struct Deadline {
-    timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Deadline {
-    fn new(timeout: Duration) -> Self {
-        Self {
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-        }
-    }
-}
-
-impl WorkerExpiration for Deadline {
-    fn poll(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        status: WorkerStatus,
-        start: Instant,
-    ) -> Poll<()> {
-        let this = self.get_mut();
-        // A single-use instance leaves by itself once its request is done;
-        // the idle limit only bounds background work a guest might start.
-        let limit = match status {
-            WorkerStatus::Idle => IDLE_LIMIT,
-            WorkerStatus::Requests | WorkerStatus::PostReturn => this.timeout,
-        };
-        let deadline = tokio::time::Instant::from_std(start + limit);
-        if this.sleep.deadline() != deadline {
-            this.sleep.as_mut().reset(deadline);
-        }
-        this.sleep.as_mut().poll(cx)
+        let permit = self.instances.clone().acquire_owned().await;
+        permit.map_err(|closed| GuestError::Instantiation(closed.into()))
     }
 }

@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use wasmtime_wasi_http::handler::ProxyHandler;
 
 use crate::engine::EngineOptions;
 use crate::host::{DirMapping, GuestSettings, Host};
@@ -297,12 +296,15 @@ fn serve(args: ServeArgs) -> Result<()> {
         metrics: metrics.clone(),
     };
 
+    // The ticker must outlive the runtime: a guest spinning in a loop only
+    // gives its worker thread back at an epoch tick, so without ticks the
+    // runtime's shutdown would wait on that thread for ever.
+    let _ticker = EpochTicker::start(engine);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let shutdown = server::shutdown_signal()?;
-        let _ticker = EpochTicker::start(engine);
         let listener = tokio::net::TcpListener::bind(args.addr)
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
@@ -312,9 +314,16 @@ fn serve(args: ServeArgs) -> Result<()> {
             tracing::info!(addr = %metrics_listener.local_addr()?, "serving metrics at /metrics");
             tokio::spawn(metrics::serve(metrics_listener, metrics));
         }
-        server::serve(listener, ProxyHandler::new(host), options, shutdown).await
-    })
+        server::serve(listener, host, options, shutdown).await
+    });
+    // The drain has already had its time; a task that still did not stop
+    // is not worth waiting for.
+    runtime.shutdown_timeout(RUNTIME_STOP_GRACE);
+    served
 }
+
+/// How long tasks left after the drain get to stop before the process exits.
+const RUNTIME_STOP_GRACE: Duration = Duration::from_millis(100);
 
 /// Advances the engine's epoch so that running guests reach their deadline
 /// checks; one thread serves all instances.

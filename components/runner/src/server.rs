@@ -18,9 +18,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::WasiBody;
-use wasmtime_wasi_http::handler::{ExpirationError, InstantiationError, ProxyHandler};
 
-use crate::host::Host;
+use crate::host::{GuestError, Host};
 use crate::metrics::{BodyRejection, GuestFailure, Metrics};
 
 /// Limits and timeouts of the HTTP front.
@@ -44,7 +43,7 @@ pub struct ServerOptions {
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 struct Server {
-    handler: ProxyHandler<Host>,
+    host: Host,
     options: ServerOptions,
     connections: AtomicU64,
 }
@@ -52,12 +51,12 @@ struct Server {
 /// Serves `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
     listener: TcpListener,
-    handler: ProxyHandler<Host>,
+    host: Host,
     options: ServerOptions,
     shutdown: impl Future<Output = &'static str>,
 ) -> Result<()> {
     let server = Arc::new(Server {
-        handler,
+        host,
         options,
         connections: AtomicU64::new(0),
     });
@@ -172,11 +171,10 @@ impl Server {
                 return body_timed_out(timeout);
             }
         };
-        let request = hyper::Request::from_parts(parts, full(body));
-        let called = Instant::now();
-        match self.handler.handle((), request).await {
+        let request = hyper::Request::from_parts(parts, Full::new(body));
+        match self.host.handle(request).await {
             Ok(response) => response,
-            Err(error) => self.guest_failure(&error, called.elapsed()),
+            Err(error) => self.guest_failure(error),
         }
     }
 
@@ -192,44 +190,44 @@ impl Server {
         }
     }
 
-    fn guest_failure(&self, error: &wasmtime::Error, took: Duration) -> hyper::Response<WasiBody> {
-        // A guest stuck in a loop is stopped by the worker's expiration, which
-        // reaches us as "no response" rather than `ExpirationError`: the
-        // deadline having passed is what makes it a timeout.
-        if error.downcast_ref::<ExpirationError>().is_some() || took >= self.options.request_timeout
-        {
-            self.count_guest_failure(GuestFailure::Timeout);
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                &format!(
-                    "the component did not answer within {:?}",
-                    self.options.request_timeout
-                ),
-            );
+    fn guest_failure(&self, error: GuestError) -> hyper::Response<WasiBody> {
+        match error {
+            GuestError::Timeout => {
+                self.count_guest_failure(GuestFailure::Timeout);
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "timeout",
+                    &format!(
+                        "the component did not answer within {:?}",
+                        self.options.request_timeout
+                    ),
+                )
+            }
+            GuestError::Instantiation(error) => {
+                self.count_guest_failure(GuestFailure::Instantiation);
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "cannot instantiate the component"
+                );
+                error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the component could not be started for this request",
+                )
+            }
+            GuestError::Failed(error) => {
+                self.count_guest_failure(GuestFailure::Trap);
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "the component failed a request"
+                );
+                error_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "component_failed",
+                    "the component failed before it answered",
+                )
+            }
         }
-        if let Some(error) = error.downcast_ref::<InstantiationError<()>>() {
-            self.count_guest_failure(GuestFailure::Instantiation);
-            tracing::error!(
-                error = format!("{:#}", error.error),
-                "cannot instantiate the component"
-            );
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the component could not be started for this request",
-            );
-        }
-        tracing::warn!(
-            error = format!("{error:#}"),
-            "the component failed a request"
-        );
-        self.count_guest_failure(GuestFailure::Trap);
-        error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "component_failed",
-            "the component failed before it answered",
-        )
     }
 }
 
