@@ -107,12 +107,48 @@ impl WasiHttpView for StoreState {
 /// Links `component` against WASI and wasi:http and pre-instantiates it.
 pub fn pre_instantiate(engine: &Engine, component: &Component) -> Result<ProxyPre<StoreState>> {
     let mut linker = Linker::<StoreState>::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    add_wasi_to_linker(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     let pre = linker
         .instantiate_pre(component)
         .context("the component imports something this runner does not provide")?;
     ProxyPre::new(pre).context("the component does not export wasi:http/incoming-handler")
+}
+
+/// Adds the WASI interfaces a service may import: those of the
+/// `wasi:http/proxy` world (I/O, clocks, random, stdio), and beyond it what
+/// Rust's standard library and the token services use: environment, exit,
+/// terminals, insecure random seeds (hash maps), and files, read-only.
+///
+/// `wasi:sockets` is left out on purpose. A service reaches nothing but its
+/// own files (outgoing HTTP is denied too, see [`DenyOutbound`]), and a
+/// component that imports sockets is refused at start-up rather than handed
+/// interfaces that would fail at run time. Leaving them unlinked also keeps
+/// their implementation out of the binary.
+fn add_wasi_to_linker(linker: &mut Linker<StoreState>) -> Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView};
+    use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView};
+    use wasmtime_wasi::p2::bindings::{cli, filesystem, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomCtx};
+
+    fn random_ctx(state: &mut StoreState) -> &mut WasiRandomCtx {
+        state.wasi.random()
+    }
+
+    wasmtime_wasi::p2::add_to_linker_proxy_interfaces_async(linker)?;
+    let l = linker;
+    random::insecure::add_to_linker::<_, WasiRandom>(l, random_ctx)?;
+    random::insecure_seed::add_to_linker::<_, WasiRandom>(l, random_ctx)?;
+    cli::environment::add_to_linker::<_, WasiCli>(l, StoreState::cli)?;
+    cli::exit::add_to_linker::<_, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_input::add_to_linker::<_, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_output::add_to_linker::<_, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_stdin::add_to_linker::<_, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_stdout::add_to_linker::<_, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_stderr::add_to_linker::<_, WasiCli>(l, StoreState::cli)?;
+    filesystem::preopens::add_to_linker::<_, WasiFilesystem>(l, StoreState::filesystem)?;
+    filesystem::types::add_to_linker::<_, WasiFilesystem>(l, StoreState::filesystem)?;
+    Ok(())
 }
 
 /// Creates a fresh instance for every request.
