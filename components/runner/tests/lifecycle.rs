@@ -41,6 +41,44 @@ fn start_up_errors_are_one_clear_line_and_exit_1() {
     }
 }
 
+/// The smallest component that imports the instance `name` with one
+/// resource type, `resource`, in it: enough for the runner to check the
+/// import against what it links.
+fn component_importing(name: &str, resource: &str) -> Vec<u8> {
+    let length = |text: &str| u8::try_from(text.len()).unwrap();
+    // Type 0: an instance type exporting one resource type.
+    let mut types = vec![0x01, 0x42, 0x01, 0x04, 0x00, length(resource)];
+    types.extend_from_slice(resource.as_bytes());
+    types.extend_from_slice(&[0x03, 0x01]); // a type, bounded as `sub resource`
+    // One import: `name`, an instance of type 0.
+    let mut imports = vec![0x01, 0x00, length(name)];
+    imports.extend_from_slice(name.as_bytes());
+    imports.extend_from_slice(&[0x05, 0x00]);
+
+    let mut component = b"\0asm\x0d\x00\x01\x00".to_vec(); // a component, binary version 0x0d
+    for (id, section) in [(0x07, types), (0x0a, imports)] {
+        component.push(id);
+        component.push(u8::try_from(section.len()).unwrap());
+        component.extend_from_slice(&section);
+    }
+    component
+}
+
+#[test]
+fn a_component_that_imports_sockets_is_refused_at_start_up() {
+    let import = "wasi:sockets/network@0.2.0";
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), component_importing(import, "network")).unwrap();
+    let (code, stderr) = run(&[file.path().to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("imports something this runner does not provide")
+            && stderr.contains(import),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
 #[test]
 fn each_request_writes_one_json_access_line() {
     let runner = Runner::start(&cwasm("misbehaving_guest"), &[]);
