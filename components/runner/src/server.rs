@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, Version, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -45,6 +45,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 struct Server {
     host: Host,
     options: ServerOptions,
+    /// The authority given to HTTP/1.0 requests that name none: the
+    /// address this server listens on.
+    listen_authority: HeaderValue,
     connections: AtomicU64,
 }
 
@@ -55,9 +58,11 @@ pub async fn serve(
     options: ServerOptions,
     shutdown: impl Future<Output = &'static str>,
 ) -> Result<()> {
+    let listen_authority = HeaderValue::try_from(listener.local_addr()?.to_string())?;
     let server = Arc::new(Server {
         host,
         options,
+        listen_authority,
         connections: AtomicU64::new(0),
     });
     let graceful = GracefulShutdown::new();
@@ -142,7 +147,7 @@ impl Server {
 
     async fn call_guest(&self, request: hyper::Request<Incoming>) -> hyper::Response<WasiBody> {
         let limit = self.options.max_body_bytes;
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
         let declared_too_large =
             declared_length(&parts.headers).is_some_and(|length| length > limit as u64);
         // Buffer the (small) body before the guest runs: an oversized or
@@ -171,10 +176,34 @@ impl Server {
                 return body_timed_out(timeout);
             }
         };
+        if let Err(detail) = self.ensure_authority(&mut parts) {
+            return error_response(StatusCode::BAD_REQUEST, "bad_request", detail);
+        }
         let request = hyper::Request::from_parts(parts, Full::new(body));
         match self.host.handle(request).await {
             Ok(response) => response,
             Err(error) => self.guest_failure(error),
+        }
+    }
+
+    /// wasi:http gives every incoming request an authority, taken from the
+    /// URI or the `Host` header. HTTP/1.1 requires `Host` (RFC 9112, 3.2),
+    /// so a request without one, or with one that is not text, is the
+    /// client's error; HTTP/1.0 may omit it and gets this server's address.
+    fn ensure_authority(&self, parts: &mut http::request::Parts) -> Result<(), &'static str> {
+        if parts.uri.authority().is_some() {
+            return Ok(());
+        }
+        match parts.headers.get(header::HOST) {
+            Some(host) if host.to_str().is_ok() => Ok(()),
+            Some(_) => Err("the Host header is not valid text"),
+            None if parts.version <= Version::HTTP_10 => {
+                parts
+                    .headers
+                    .insert(header::HOST, self.listen_authority.clone());
+                Ok(())
+            }
+            None => Err("the request has no Host header, which HTTP/1.1 requires"),
         }
     }
 

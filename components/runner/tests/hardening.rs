@@ -111,3 +111,31 @@ fn clients_that_half_close_after_their_request_get_their_response() {
         }
     });
 }
+
+/// wasi:http gives the guest the request's authority, so the runner settles
+/// it first: an HTTP/1.1 request without `Host` (or with one that is not
+/// text) is the client's error, 400; HTTP/1.0 may omit it and is served.
+#[test]
+fn requests_without_a_usable_host_are_400_or_served_for_http_1_0() {
+    let keys = key_dir();
+    let dir = format!("{}::/usr/share/key", keys.path().display());
+    let runner = Runner::start(&cwasm("creator"), &["--dir", &dir]);
+    let body = r#"{"username":"testname","password":"p"}"#;
+    let send = |version: &str, host: &[u8]| {
+        let mut head = format!("POST /create {version}\r\nConnection: close\r\n").into_bytes();
+        head.extend_from_slice(host);
+        head.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+        exchange(&runner.addr, &head, false, Duration::from_secs(10))
+    };
+
+    for (version, host) in [("HTTP/1.1", &b""[..]), ("HTTP/1.1", b"Host: caf\xe9\r\n")] {
+        let answer = send(version, host);
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer:?}");
+        assert!(answer.contains(r#""error":"bad_request""#), "{answer:?}");
+        assert!(answer.contains("Host header"), "{answer:?}");
+    }
+    let answer = send("HTTP/1.0", b"");
+    assert!(answer.starts_with("HTTP/1.0 200 "), "{answer:?}");
+    let token = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert_eq!(token.split('.').count(), 3, "{answer:?}");
+}
