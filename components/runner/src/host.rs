@@ -282,13 +282,12 @@ impl Host {
                     .await
                     .map_err(GuestError::Instantiation)?;
                 let mut http = store.data_mut().http();
-                let request =
-                    http.new_incoming_request(Scheme::Http, request)
-                        .and_then(|request| {
-                            let outparam = http.new_response_outparam_from_callback(outparam)?;
-                            Ok((request, outparam))
-                        });
-                let (request, outparam) = request.map_err(GuestError::Failed)?;
+                let request = http
+                    .new_incoming_request(Scheme::Http, request)
+                    .map_err(GuestError::Failed)?;
+                let outparam = http
+                    .new_response_outparam_from_callback(outparam)
+                    .map_err(GuestError::Failed)?;
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, request, outparam)
