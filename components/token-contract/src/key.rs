@@ -94,22 +94,28 @@ impl SigningKey {
         // Reading one byte more than a key tells a too-long file apart, and a
         // wrong file cannot make us allocate much.
         match read(path, KEY_HEX_LEN + 1) {
-            Ok(contents) if contents.len() > KEY_HEX_LEN => Err(KeyError::Malformed(format!(
-                "{}: expected {KEY_HEX_LEN} hex characters, found more",
-                path.display()
-            ))),
-            // Name the file: with two key files, "malformed" alone is ambiguous.
-            Ok(contents) => Self::from_file_contents(&contents).map_err(|e| match e {
-                KeyError::Malformed(why) => {
-                    KeyError::Malformed(format!("{}: {why}", path.display()))
-                }
-                other => other,
-            }),
+            Ok(contents) => Self::from_contents_of(path, &contents),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 Err(KeyError::Missing(path.display().to_string()))
             }
             Err(e) => Err(KeyError::Unreadable(format!("{}: {e}", path.display()))),
         }
+    }
+
+    /// Like [`from_file_contents`](Self::from_file_contents), for the
+    /// contents (or a prefix longer than any key) of the file at `path`,
+    /// which errors name: with two key files, "malformed" alone is ambiguous.
+    fn from_contents_of(path: &Path, contents: &[u8]) -> Result<Self, KeyError> {
+        if contents.len() > KEY_HEX_LEN {
+            return Err(KeyError::Malformed(format!(
+                "{}: expected {KEY_HEX_LEN} hex characters, found more",
+                path.display()
+            )));
+        }
+        Self::from_file_contents(contents).map_err(|e| match e {
+            KeyError::Malformed(why) => KeyError::Malformed(format!("{}: {why}", path.display())),
+            other => other,
+        })
     }
 
     /// Like [`load`](Self::load), for a file that may legitimately be
@@ -159,13 +165,31 @@ pub fn read_prefix(path: &Path, limit: usize) -> io::Result<Vec<u8>> {
     Ok(contents)
 }
 
+/// Environment variable through which a host may hand the services the
+/// contents of the key file (`KEY_FILE`), so that an instance serving one
+/// request need not open it. Our runner does, with `--env-from-file`: it
+/// reads the file once and re-reads it when it changes, where each fresh
+/// instance would open, read and close it through WASI (about a fifth of
+/// the creator's CPU per request; docs/benchmarks.md, round 5).
+pub const KEY_CONTENTS_ENV: &str = "SIGNING_KEY";
+
+/// Like [`KEY_CONTENTS_ENV`], for the [previous key file](previous_key_path).
+pub const PREVIOUS_KEY_CONTENTS_ENV: &str = "PREVIOUS_SIGNING_KEY";
+
 /// The key files as keycreator writes them, read again on every call: for
 /// hosts that run a fresh instance per request and so have nothing to cache.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KeyFiles {
-    current: PathBuf,
-    previous: PathBuf,
+    current: KeyFile,
+    previous: KeyFile,
     read: ReadKeyFile,
+}
+
+/// One key file, and its contents if the host already read them.
+#[derive(Clone)]
+struct KeyFile {
+    path: PathBuf,
+    contents: Option<Vec<u8>>,
 }
 
 impl KeyFiles {
@@ -180,20 +204,59 @@ impl KeyFiles {
         let current = key_file.into();
         let previous = previous_key_path(&current);
         Self {
-            current,
-            previous,
+            current: KeyFile {
+                path: current,
+                contents: None,
+            },
+            previous: KeyFile {
+                path: previous,
+                contents: None,
+            },
             read,
         }
+    }
+
+    /// Uses the files' contents the host passed in the environment
+    /// ([`KEY_CONTENTS_ENV`], [`PREVIOUS_KEY_CONTENTS_ENV`]), looked up with
+    /// `lookup`, instead of reading the files. A file whose variable is
+    /// unset is read as usual, so a host that could not read it (or does not
+    /// know of these variables) leaves the errors to the guest's own read.
+    pub fn with_contents_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        self.current.contents = lookup(KEY_CONTENTS_ENV).map(String::into_bytes);
+        self.previous.contents = lookup(PREVIOUS_KEY_CONTENTS_ENV).map(String::into_bytes);
+        self
+    }
+}
+
+impl fmt::Debug for KeyFiles {
+    // Never print key material, not even in debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let source = |file: &KeyFile| match file.contents {
+            Some(_) => format!("{} (contents from the host)", file.path.display()),
+            None => file.path.display().to_string(),
+        };
+        f.debug_struct("KeyFiles")
+            .field("current", &source(&self.current))
+            .field("previous", &source(&self.previous))
+            .finish()
     }
 }
 
 impl Keys for KeyFiles {
     fn current(&self) -> Result<SigningKey, KeyError> {
-        SigningKey::load_with(&self.current, self.read)
+        let file = &self.current;
+        match &file.contents {
+            Some(contents) => SigningKey::from_contents_of(&file.path, contents),
+            None => SigningKey::load_with(&file.path, self.read),
+        }
     }
 
     fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
-        SigningKey::load_optional_with(&self.previous, self.read)
+        let file = &self.previous;
+        match &file.contents {
+            Some(contents) => SigningKey::from_contents_of(&file.path, contents).map(Some),
+            None => SigningKey::load_optional_with(&file.path, self.read),
+        }
     }
 }
 
@@ -343,5 +406,66 @@ mod tests {
     fn debug_output_hides_the_key() {
         let key = SigningKey::from_file_contents(GOOD).unwrap();
         assert_eq!(format!("{key:?}"), "SigningKey(..)");
+        let files = KeyFiles::new("k/key.txt").with_contents_from(|_| Some(BENCHMARK_KEY.into()));
+        let debug = format!("{files:?}");
+        assert!(!debug.contains(BENCHMARK_KEY), "{debug}");
+        assert!(
+            debug.contains("k/key.txt (contents from the host)"),
+            "{debug}"
+        );
+    }
+
+    fn no_file_may_be_read(path: &Path, _limit: usize) -> io::Result<Vec<u8>> {
+        panic!(
+            "{} was read although the host passed its contents",
+            path.display()
+        )
+    }
+
+    fn no_file_exists(_path: &Path, _limit: usize) -> io::Result<Vec<u8>> {
+        Err(io::Error::from(ErrorKind::NotFound))
+    }
+
+    #[test]
+    fn contents_from_the_host_are_used_instead_of_the_files() {
+        let from_host = |name: &str| match name {
+            KEY_CONTENTS_ENV => Some(BENCHMARK_KEY.to_owned()),
+            PREVIOUS_KEY_CONTENTS_ENV => Some(String::from_utf8(GOOD.to_vec()).unwrap()),
+            _ => None,
+        };
+        let keys =
+            KeyFiles::with_reader("/k/key.txt", no_file_may_be_read).with_contents_from(from_host);
+        assert_eq!(keys.current().unwrap().kid(), BENCHMARK_KID);
+        let previous = keys.previous().unwrap().unwrap();
+        assert_eq!(
+            previous.kid(),
+            SigningKey::from_file_contents(GOOD).unwrap().kid()
+        );
+    }
+
+    #[test]
+    fn contents_from_the_host_are_checked_and_errors_name_the_file() {
+        let keys = KeyFiles::with_reader("/k/key.txt", no_file_may_be_read)
+            .with_contents_from(|_| Some(format!("{BENCHMARK_KEY}\n")));
+        let current = keys.current().unwrap_err();
+        assert!(
+            matches!(&current, KeyError::Malformed(why) if why.starts_with("/k/key.txt: ")),
+            "{current}"
+        );
+        let previous = keys.previous().unwrap_err();
+        assert!(
+            matches!(&previous, KeyError::Malformed(why) if why.contains("previous-key.txt")),
+            "{previous}"
+        );
+    }
+
+    #[test]
+    fn files_the_host_did_not_pass_are_read() {
+        let keys = KeyFiles::with_reader("/k/key.txt", no_file_exists).with_contents_from(|_| None);
+        assert_eq!(
+            keys.current().unwrap_err(),
+            KeyError::Missing("/k/key.txt".into())
+        );
+        assert!(keys.previous().unwrap().is_none());
     }
 }

@@ -26,7 +26,9 @@ use crate::key::KeyFiles;
 ///
 /// Hosts give every request a fresh instance, so there is nothing to cache
 /// across requests here: the key files are read only by routes that need
-/// them, and the previous key only for tokens that may be its.
+/// them, and the previous key only for tokens that may be its. A host that
+/// caches them itself passes their contents in the environment instead
+/// (see [`KEY_CONTENTS_ENV`](crate::key::KEY_CONTENTS_ENV)).
 pub fn serve(endpoint: Endpoint, request: IncomingRequest, response_out: ResponseOutparam) {
     let response = respond(endpoint, &request);
     drop(request);
@@ -52,7 +54,11 @@ fn respond(endpoint: Endpoint, request: &IncomingRequest) -> Response {
         path,
         body: &body,
     };
-    let keys = KeyFiles::with_reader(&config.key_file, read_key_file);
+    // The environment is read once per instance anyway (`Config`), so key
+    // contents the host passes there cost no host call; only files the host
+    // did not pass are opened.
+    let keys = KeyFiles::with_reader(&config.key_file, read_key_file)
+        .with_contents_from(|name| std::env::var(name).ok());
     handle(endpoint, &config, request, &keys)
 }
 
@@ -185,9 +191,12 @@ fn send(response_out: ResponseOutparam, response: Response) {
     );
     let fields = Fields::from_list(&headers).expect("the contract's headers are valid");
     let outgoing = OutgoingResponse::new(fields);
-    outgoing
-        .set_status_code(response.status)
-        .expect("the contract's status codes are valid");
+    // A new response is a 200 (`wasi:http`): one host call less for most.
+    if response.status != 200 {
+        outgoing
+            .set_status_code(response.status)
+            .expect("the contract's status codes are valid");
+    }
     let body = outgoing.body().expect("a new response has a body");
     response_out.set(outgoing);
     let stream = body.write().expect("a new body has a stream");
