@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use wasmtime::component::Component;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Precompiled,
+    ProfilingStrategy,
 };
 
 /// Settings of the engine that serves requests.
@@ -21,6 +22,9 @@ pub struct EngineOptions {
     pub max_instances: u32,
     /// Largest linear memory one instance may grow to, in bytes.
     pub max_memory_bytes: usize,
+    /// Name the guest's compiled functions in `/tmp/perf-PID.map`, so that
+    /// `perf report` shows them (profiling only).
+    pub perfmap: bool,
 }
 
 /// Configuration that determines the compiled code.
@@ -50,6 +54,9 @@ const KEEP_RESIDENT_BYTES: usize = 1 << 20;
 /// Builds the engine that serves requests.
 pub fn serving_engine(options: &EngineOptions) -> Result<Engine> {
     let mut config = code_config();
+    if options.perfmap {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     if options.pooling {
         let n = options.max_instances;
         let mut pool = PoolingAllocationConfig::default();

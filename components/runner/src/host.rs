@@ -26,6 +26,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::file_env::FileEnvVar;
 use crate::metrics::Metrics;
 
 /// A host directory made visible to the guest, read-only.
@@ -36,10 +37,12 @@ pub struct DirMapping {
 }
 
 /// What every request's store is given.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct GuestSettings {
     pub dirs: Vec<DirMapping>,
     pub env: Vec<(String, String)>,
+    /// Variables whose values are files' contents (`--env-from-file`).
+    pub env_from_files: Vec<FileEnvVar>,
     /// Per-instance linear memory cap, in bytes.
     pub max_memory_bytes: usize,
     /// A request that has not produced its response by then fails with 503.
@@ -198,9 +201,15 @@ impl Host {
 
     fn new_store(&self) -> Store<StoreState> {
         let settings = &self.settings;
-        let mut wasi = WasiCtxBuilder::new()
-            .envs(&settings.env)
-            // Guest output goes to stderr: stdout carries the access log.
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.envs(&settings.env);
+        for var in &settings.env_from_files {
+            if let Some(value) = var.value() {
+                wasi.env(var.name(), &*value);
+            }
+        }
+        // Guest output goes to stderr: stdout carries the access log.
+        let mut wasi = wasi
             .stdout(std::io::stderr())
             .stderr(std::io::stderr())
             .build();

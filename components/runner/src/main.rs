@@ -2,12 +2,14 @@
 //! `wasmtime serve`, small enough to be PID 1 in a `FROM scratch` image.
 //!
 //! ```text
-//! runner [--addr IP:PORT] [--dir HOST::GUEST]... [--env NAME[=VALUE]]... COMPONENT
+//! runner [--addr IP:PORT] [--dir HOST::GUEST]... [--env NAME[=VALUE]]...
+//!        [--env-from-file NAME=PATH]... COMPONENT
 //! runner compile COMPONENT.wasm -o COMPONENT.cwasm [--target TRIPLE]
 //! runner probe http://127.0.0.1:8000/readyz
 //! ```
 
 mod engine;
+mod file_env;
 mod host;
 mod metrics;
 mod probe;
@@ -23,6 +25,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::EngineOptions;
+use crate::file_env::FileEnvVar;
 use crate::host::{DirMapping, GuestSettings, Host};
 use crate::metrics::Metrics;
 use crate::server::ServerOptions;
@@ -92,6 +95,13 @@ struct ServeArgs {
     #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
     env: Vec<(String, Option<String>)>,
 
+    /// Set an environment variable for the guest to the contents of a host
+    /// file (UTF-8, at most 64 KiB), re-read whenever the file changes, and
+    /// unset while it is absent or unusable. Spares a guest that needs the
+    /// file on every request from opening it in every fresh instance.
+    #[arg(long = "env-from-file", value_name = "NAME=PATH", value_parser = parse_env_from_file)]
+    env_from_file: Vec<(String, PathBuf)>,
+
     /// Refuse request bodies larger than this many bytes (413).
     #[arg(long, env = "RUNNER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     max_body_bytes: usize,
@@ -137,6 +147,11 @@ struct ServeArgs {
     #[arg(long)]
     no_access_log: bool,
 
+    /// Write `/tmp/perf-PID.map`, which names the guest's functions in
+    /// `perf` profiles (for profiling; see docs/benchmarks.md).
+    #[arg(long)]
+    perfmap: bool,
+
     /// The component: a `.wasm` (compiled at start-up) or a `.cwasm` from
     /// `runner compile`.
     #[arg(required = true)]
@@ -163,6 +178,15 @@ fn parse_env(value: &str) -> Result<(String, Option<String>), String> {
         return Err("expected NAME=VALUE or NAME".into());
     }
     Ok((name.to_owned(), value))
+}
+
+fn parse_env_from_file(value: &str) -> Result<(String, PathBuf), String> {
+    match value.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err("expected NAME=PATH".into()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -250,12 +274,26 @@ fn serve(args: ServeArgs) -> Result<()> {
             Some(value) => Some((name, value)),
             None => std::env::var(&name).ok().map(|value| (name, value)),
         })
+        .collect::<Vec<_>>();
+    // One value per name: a variable set twice would depend on the order.
+    let mut names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
+    for (name, _) in &args.env_from_file {
+        if names.contains(&name.as_str()) {
+            bail!("the guest environment variable {name} is set twice");
+        }
+        names.push(name);
+    }
+    let env_from_files = args
+        .env_from_file
+        .into_iter()
+        .map(|(name, path)| FileEnvVar::new(name, path))
         .collect();
 
     let engine = engine::serving_engine(&EngineOptions {
         pooling: !args.no_pooling,
         max_instances: args.max_concurrent_requests,
         max_memory_bytes: args.max_memory_bytes,
+        perfmap: args.perfmap,
     })?;
     let loading = std::time::Instant::now();
     let component = engine::load_component(&engine, &component_path)?;
@@ -269,6 +307,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let settings = GuestSettings {
         dirs: args.dirs,
         env,
+        env_from_files,
         max_memory_bytes: args.max_memory_bytes,
         request_timeout: args.request_timeout,
         fs_inline: !args.fs_on_blocking_pool,

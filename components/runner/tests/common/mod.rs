@@ -260,13 +260,43 @@ pub fn token_body(token: &str) -> String {
     serde_json::json!({ "token": token }).to_string()
 }
 
-/// The creator (with `creator_args`) and the verifier, sharing the key directory `key`.
+/// How the services get the contents of their key files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// The runner passes them with `--env-from-file`, as the images run.
+    Runner,
+    /// The guest reads the files through the mapped directory itself, as
+    /// under Spin or `wasmtime serve`.
+    Files,
+}
+
+pub const KEY_SOURCES: [KeySource; 2] = [KeySource::Runner, KeySource::Files];
+
+/// The creator (with `creator_args`) and the verifier, sharing the key
+/// directory `key`, run as the images run them.
 pub fn services(key: &tempfile::TempDir, creator_args: &[&str]) -> (Runner, Runner) {
+    services_with(key, creator_args, KeySource::Runner)
+}
+
+/// Like [`services`], with the keys coming from `source`.
+pub fn services_with(
+    key: &tempfile::TempDir,
+    creator_args: &[&str],
+    source: KeySource,
+) -> (Runner, Runner) {
     let dir = format!("{}::/usr/share/key", key.path().display());
+    let current = format!("SIGNING_KEY={}", key.path().join("key.txt").display());
+    let previous = format!(
+        "PREVIOUS_SIGNING_KEY={}",
+        key.path().join("previous-key.txt").display()
+    );
     let mut args = vec!["--dir", dir.as_str()];
+    if source == KeySource::Runner {
+        args.extend(["--env-from-file", &current, "--env-from-file", &previous]);
+    }
+    let verifier = Runner::start(&cwasm("verifier"), &args);
     args.extend_from_slice(creator_args);
     let creator = Runner::start(&cwasm("creator"), &args);
-    let verifier = Runner::start(&cwasm("verifier"), &["--dir", dir.as_str()]);
     (creator, verifier)
 }
 
