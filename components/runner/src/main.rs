@@ -267,6 +267,14 @@ fn serve(args: ServeArgs) -> Result<()> {
             bail!("--dir {}: not a directory", dir.host.display());
         }
     }
+    // One value per name: a variable set twice would depend on the order.
+    let names = args.env.iter().map(|(name, _)| name);
+    let mut seen = std::collections::HashSet::new();
+    for name in names.chain(args.env_from_file.iter().map(|(name, _)| name)) {
+        if !seen.insert(name) {
+            bail!("the guest environment variable {name} is set twice");
+        }
+    }
     let env = args
         .env
         .into_iter()
@@ -274,15 +282,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             Some(value) => Some((name, value)),
             None => std::env::var(&name).ok().map(|value| (name, value)),
         })
-        .collect::<Vec<_>>();
-    // One value per name: a variable set twice would depend on the order.
-    let mut names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
-    for (name, _) in &args.env_from_file {
-        if names.contains(&name.as_str()) {
-            bail!("the guest environment variable {name} is set twice");
-        }
-        names.push(name);
-    }
+        .collect();
     let env_from_files = args
         .env_from_file
         .into_iter()
