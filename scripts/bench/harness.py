@@ -57,8 +57,9 @@ def fail(msg: str) -> None:
 
 class System:
     def __init__(self, sid, label, kind, artifact=None, flags=(), variant=False,
-                 binary=None):
+                 binary=None, guest_reads_key=False):
         self.id = sid
+        self.guest_reads_key = guest_reads_key
         self.binary = binary  # a runner binary other than cfg.runner
         self.label = label
         self.kind = kind  # runner | floor | wasmtime | go | native
@@ -72,8 +73,13 @@ class System:
         if self.kind == "runner":
             art = Path(cfg.cwasm_dir if self.artifact == "cwasm" else cfg.wasm_dir)
             art = art / f"{endpoint}.{self.artifact}"
+            # As the images run it: the runner passes the key file's contents
+            # (`--env-from-file`) unless this variant measures the guest
+            # reading the file itself.
+            key = [] if self.guest_reads_key else [
+                "--env-from-file", f"SIGNING_KEY={Path(keydir) / 'key.txt'}"]
             return [self.binary or cfg.runner, "--addr", addr, "--dir", f"{keydir}::/usr/share/key",
-                    "--env", f"TOKEN_TTL_SECONDS={TOKEN_TTL}", *self.flags, str(art)]
+                    *key, "--env", f"TOKEN_TTL_SECONDS={TOKEN_TTL}", *self.flags, str(art)]
         if self.kind == "floor":
             # The same runner on the floor component (answers 200 "ok" to
             # anything): what the runner itself costs per request.
@@ -105,8 +111,10 @@ def all_systems(cfg) -> list[System]:
                ["--no-pooling"]),
         System("runner-aot-nolog", "runner AOT `--no-access-log`", "runner", "cwasm",
                ["--no-access-log"], variant=True),
-        System("runner-aot-fspool", "runner AOT `--fs-on-blocking-pool`", "runner", "cwasm",
-               ["--fs-on-blocking-pool"], variant=True),
+        System("runner-aot-fspool", "runner AOT `--fs-on-blocking-pool`, key file read by the guest",
+               "runner", "cwasm", ["--fs-on-blocking-pool"], variant=True, guest_reads_key=True),
+        System("runner-aot-guestkey", "runner AOT, key file read by the guest (no `--env-from-file`)",
+               "runner", "cwasm", variant=True, guest_reads_key=True),
         # The images run with metrics on; the runner's default is off.
         System("runner-aot-metrics", "runner AOT `--metrics-addr` (as the images run)", "runner",
                "cwasm", ["--metrics-addr", "127.0.0.1:0"], variant=True),
@@ -610,8 +618,10 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
     w("- Every server is checked to answer the contract (200 and a token / `testname`) "
       "before it is loaded. The verifier load uses one token from the runner's creator "
       f"(`TOKEN_TTL_SECONDS={TOKEN_TTL}`).")
-    w("- The runner runs with its default JSON access log to /dev/null; `runner --no-access-log` "
-      "is measured as a variant. `wasmtime serve` runs as "
+    w("- The runner runs as the images run it, with `--env-from-file SIGNING_KEY=KEYDIR/key.txt`, "
+      "and with its default JSON access log to /dev/null; `runner --no-access-log` and the "
+      "guest reading the key file itself are measured as variants. `wasmtime serve` (whose "
+      "guest reads the key file) runs as "
       "`wasmtime serve -Scli --dir KEYDIR::/usr/share/key --env TOKEN_TTL_SECONDS=… --addr …`.")
     w("- *server CPU µs/req*: CPU time (user+sys) the server process used during the run divided "
       "by requests served; it does not depend on how the load generator shares the machine. "

@@ -11,6 +11,8 @@
 #   RUNNER_FLAGS=...  extra runner flags (e.g. --metrics-addr 127.0.0.1:0)
 #   RUNNER=...        the runner binary (default: the `profiling` build, whose
 #                     symbols let host calls be counted; built if missing)
+#   GUEST_READS_KEY=1 the guest reads the key file itself; by default the
+#                     runner passes it (`--env-from-file`), as the images run
 #
 # For each component: starts the runner under callgrind with its .cwasm,
 # sends 50 and then 50+N sequential requests in two runs, and prints the
@@ -28,6 +30,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$TARGET_DIR/bench/instructions
 RUNNER=${RUNNER:-$TARGET_DIR/profiling/runner}
 read -r -a EXTRA <<<"${RUNNER_FLAGS:-}"
+KEY_FLAGS=(--env-from-file "SIGNING_KEY=$WORK/key/key.txt")
+[ "${GUEST_READS_KEY:-}" != 1 ] || KEY_FLAGS=()
 components=("$@")
 [ ${#components[@]} -gt 0 ] || components=(bench_floor creator verifier)
 
@@ -45,12 +49,14 @@ printf '%s' '{"username":"testname","password":"pass"}' >"$WORK/create.json"
 # measure COMPONENT REQUESTS: runs the runner under callgrind for REQUESTS
 # requests and prints "instructions host-calls" for the whole run.
 measure() {
-    local component=$1 requests=$2 out port pid
+    local component=$1 requests=$2 out port pid key=()
+    # The floor component reads no key; a stat per request would not be its.
+    [ "$component" = bench_floor ] || key=(${KEY_FLAGS[@]+"${KEY_FLAGS[@]}"})
     out=$(mktemp)
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     valgrind --tool=callgrind --callgrind-out-file="$out" "$RUNNER" --addr "127.0.0.1:$port" \
         --no-access-log --max-concurrent-requests 2 --dir "$WORK/key::/usr/share/key" \
-        --env TOKEN_TTL_SECONDS=86400 ${EXTRA[@]+"${EXTRA[@]}"} "$WORK/$component.cwasm" \
+        --env TOKEN_TTL_SECONDS=86400 ${key[@]+"${key[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} "$WORK/$component.cwasm" \
         >/dev/null 2>"$out.log" &
     pid=$!
     python3 - "$port" "$requests" "$component" "$WORK" <<'PY'
