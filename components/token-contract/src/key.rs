@@ -128,15 +128,20 @@ impl SigningKey {
     /// legitimately be absent (the previous key): `Ok(None)` when it does
     /// not exist.
     pub fn load_optional_with(path: &Path, read: ReadKeyFile) -> Result<Option<Self>, KeyError> {
-        match Self::load_with(path, read) {
-            Ok(key) => Ok(Some(key)),
-            Err(KeyError::Missing(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        absent_is_none(Self::load_with(path, read))
     }
 
     pub(crate) fn hs256(&self) -> &HS256Key {
         &self.hs256
+    }
+}
+
+/// A key that may legitimately be absent: `Ok(None)` when it is missing.
+fn absent_is_none(key: Result<SigningKey, KeyError>) -> Result<Option<SigningKey>, KeyError> {
+    match key {
+        Ok(key) => Ok(Some(key)),
+        Err(KeyError::Missing(_)) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -192,6 +197,16 @@ struct KeyFile {
     contents: Option<Vec<u8>>,
 }
 
+impl KeyFile {
+    /// The key, from the contents the host passed or else read with `read`.
+    fn load(&self, read: ReadKeyFile) -> Result<SigningKey, KeyError> {
+        match &self.contents {
+            Some(contents) => SigningKey::from_contents_of(&self.path, contents),
+            None => SigningKey::load_with(&self.path, read),
+        }
+    }
+}
+
 impl KeyFiles {
     /// `key_file` and the [previous key file](previous_key_path) next to it,
     /// read with `std::fs`.
@@ -244,19 +259,11 @@ impl fmt::Debug for KeyFiles {
 
 impl Keys for KeyFiles {
     fn current(&self) -> Result<SigningKey, KeyError> {
-        let file = &self.current;
-        match &file.contents {
-            Some(contents) => SigningKey::from_contents_of(&file.path, contents),
-            None => SigningKey::load_with(&file.path, self.read),
-        }
+        self.current.load(self.read)
     }
 
     fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
-        let file = &self.previous;
-        match &file.contents {
-            Some(contents) => SigningKey::from_contents_of(&file.path, contents).map(Some),
-            None => SigningKey::load_optional_with(&file.path, self.read),
-        }
+        absent_is_none(self.previous.load(self.read))
     }
 }
 
