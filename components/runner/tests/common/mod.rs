@@ -263,7 +263,8 @@ pub fn token_body(token: &str) -> String {
 /// How the services get the contents of their key files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySource {
-    /// The runner passes them with `--env-from-file`, as the images run.
+    /// The runner passes `key.txt` with `--env-from-file`, as the images
+    /// run; the verifier reads `previous-key.txt` itself.
     Runner,
     /// The guest reads the files through the mapped directory itself, as
     /// under Spin or `wasmtime serve`.
@@ -286,13 +287,9 @@ pub fn services_with(
 ) -> (Runner, Runner) {
     let dir = format!("{}::/usr/share/key", key.path().display());
     let current = format!("SIGNING_KEY={}", key.path().join("key.txt").display());
-    let previous = format!(
-        "PREVIOUS_SIGNING_KEY={}",
-        key.path().join("previous-key.txt").display()
-    );
     let mut args = vec!["--dir", dir.as_str()];
     if source == KeySource::Runner {
-        args.extend(["--env-from-file", &current, "--env-from-file", &previous]);
+        args.extend(["--env-from-file", &current]);
     }
     let verifier = Runner::start(&cwasm("verifier"), &args);
     args.extend_from_slice(creator_args);
