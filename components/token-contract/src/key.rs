@@ -269,13 +269,15 @@ impl Keys for KeyFiles {
 
 /// The key id from the SHA-256 `digest` of the key: its first bytes in hex.
 fn key_id(digest: &[u8; 32]) -> String {
-    use std::fmt::Write;
+    // A table lookup rather than `write!("{:02x}")`: `core::fmt` calls
+    // through function pointers, which a fresh Wasm instance (one per
+    // request) resolves on first use, and every instance computes this.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     digest[..KID_BYTES]
         .iter()
-        .fold(String::with_capacity(2 * KID_BYTES), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+        .flat_map(|byte| [HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]])
+        .map(char::from)
+        .collect()
 }
 
 impl fmt::Debug for SigningKey {

@@ -97,11 +97,20 @@ pub fn verify_with_keys_at(
     if token.len() > MAX_TOKEN_LEN {
         return Err(too_long());
     }
+    // The common case, a token naming the current key, in one pass:
+    // jwt-simple compares the `kid` before it checks the signature, so only
+    // tokens that name another key or none are decoded a second time below.
+    let verified = current
+        .hs256()
+        .verify_token::<UserClaims>(token, Some(options(now, Some(current.kid()))));
+    match verified {
+        Err(e) if names_another_key(&e) => {}
+        verified => return username(verified),
+    }
     // The header is unauthenticated, but `kid` only picks which key to try;
     // the signature check with that key decides.
     let metadata = Token::decode_metadata(token).map_err(|e| TokenError::Invalid(describe(&e)))?;
     match metadata.key_id() {
-        Some(kid) if kid == current.kid() => verify_at(current, token, now),
         Some(kid) => match previous().map_err(TokenError::KeyUnavailable)? {
             Some(previous) if previous.kid() == kid => verify_at(&previous, token, now),
             _ => Err(TokenError::Invalid(
@@ -135,19 +144,28 @@ pub fn verify_at(
     if token.len() > MAX_TOKEN_LEN {
         return Err(too_long());
     }
-    let options = VerificationOptions {
+    username(key.hs256().verify_token(token, Some(options(now, None))))
+}
+
+/// How every token is checked; `required_kid`, if given, must be its `kid`.
+fn options(now: Option<UnixTimeStamp>, required_kid: Option<&str>) -> VerificationOptions {
+    VerificationOptions {
         time_tolerance: Some(Duration::from_secs(0)),
         // `iat` slightly ahead of our clock is just skew between pods; the
         // expiry check below still bounds every token's life.
         accept_future: true,
         max_token_length: Some(MAX_TOKEN_LEN),
+        required_key_id: required_kid.map(str::to_owned),
         artificial_time: now,
         ..VerificationOptions::default()
-    };
-    let claims = key
-        .hs256()
-        .verify_token::<UserClaims>(token, Some(options))
-        .map_err(|e| TokenError::Invalid(describe(&e)))?;
+    }
+}
+
+/// The username of a token jwt-simple verified, which must also have `exp`.
+fn username(
+    verified: Result<JWTClaims<UserClaims>, jwt_simple::Error>,
+) -> Result<String, TokenError> {
+    let claims = verified.map_err(|e| TokenError::Invalid(describe(&e)))?;
     if claims.expires_at.is_none() {
         return Err(TokenError::Invalid("token has no exp claim".into()));
     }
@@ -156,6 +174,15 @@ pub fn verify_at(
 
 fn too_long() -> TokenError {
     TokenError::Invalid(format!("token is longer than {MAX_TOKEN_LEN} bytes"))
+}
+
+/// Whether jwt-simple refused a token only because its `kid` is not the
+/// required one, or it has none.
+fn names_another_key(error: &jwt_simple::Error) -> bool {
+    matches!(
+        error.downcast_ref::<JWTError>(),
+        Some(JWTError::KeyIdentifierMismatch | JWTError::MissingJWTKeyIdentifier)
+    )
 }
 
 /// Turns jwt-simple's errors into a detail a client can act on.
