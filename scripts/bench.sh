@@ -13,8 +13,10 @@
 # .wasm, a Go net/http + golang-jwt server of the same contract
 # (scripts/bench/go-baseline: what users of the reference run today), and
 # native-server (hyper, no Wasm: the ceiling). POST /create
-# and POST /verifier under wrk at 32 connections and at 1 connection; memory;
-# start-up; container start and image sizes when docker and the images exist.
+# and POST /verifier under wrk at 32 connections and at 1 connection; then, in
+# the full mode, the floor, the runner's services and Go loaded in turn, a few
+# seconds each (CPU ratios from neighbouring runs); memory; start-up;
+# container start and image sizes when docker and the images exist.
 #
 # Builds what it needs: the release runner, native-server and keycreator, the
 # two components, the floor component and their .cwasm, the Go baseline

@@ -437,6 +437,52 @@ def bench_endpoint(cfg, systems, endpoint, body_file, path, token, results, late
             stop(srv["proc"])
 
 
+INTERLEAVED = (("floor", "creator"), ("runner-aot", "creator"), ("runner-aot", "verifier"),
+               ("go", "creator"), ("go", "verifier"))
+
+
+def interleaved_pass(cfg, systems, bodies, token, rounds, duration):
+    """Server CPU per request of the floor, the runner's services and Go, in
+    short runs that alternate between them (forwards, then backwards), all
+    servers running at once: neighbours in time share the machine's state,
+    so the per-round ratios are steadier than ratios of the medians above,
+    whose runs of one system are minutes from the next's."""
+    by_id = {s.id: s for s in systems}
+    servers = {}
+    per = {}
+    try:
+        for sid, endpoint in INTERLEAVED:
+            system = by_id.get(sid)
+            if system is None:
+                continue
+            server = start_server(cfg, system, endpoint)
+            if server is None:
+                continue
+            if not check_contract(system, endpoint, server["port"], token):
+                stop(server["proc"])
+                continue
+            servers[(sid, endpoint)] = server
+        order = list(servers)
+        for key in order:
+            path, body = bodies[key[1]]
+            run_wrk(cfg, servers[key]["port"], path, body, 32, 2, cfg.warmup,
+                    servers[key]["proc"].pid)
+        per = {key: [] for key in order}
+        for rnd in range(rounds):
+            for key in (order if rnd % 2 == 0 else order[::-1]):
+                cfg.quiet.wait()
+                log(f"interleaved {rnd + 1}/{rounds}: {by_id[key[0]].label} {key[1]} {duration}s")
+                path, body = bodies[key[1]]
+                r = run_wrk(cfg, servers[key]["port"], path, body, 32, 2, duration,
+                            servers[key]["proc"].pid)
+                per[key].append(r["server_cpu_us_per_req"] if r else None)
+    finally:
+        for server in servers.values():
+            stop(server["proc"])
+    return {"rounds": rounds, "duration": duration,
+            "cpu": {f"{sid}/{endpoint}": values for (sid, endpoint), values in per.items()}}
+
+
 def measure_startup(cfg, system: System, reps: int):
     """Process start to the first 200 from GET /healthz, in seconds."""
     times = []
@@ -587,7 +633,8 @@ def ratio(a, b):
     return f"{a / b:.2f}×" if a and b else "—"
 
 
-def report(cfg, results, unpinned, startup, containers, images, mach, systems) -> str:
+def report(cfg, results, unpinned, interleaved, startup, containers, images, mach,
+           systems) -> str:
     L = []
     w = L.append
     mode = "quick" if cfg.quick else "full"
@@ -667,6 +714,37 @@ def report(cfg, results, unpinned, startup, containers, images, mach, systems) -
             c = e["c1"]
             w(f"| {s.label} | {fmt(c, 'rps')} | {fmt(c, 'p50', ms)} | {fmt(c, 'p99', ms)} | "
               f"{fmt(c, 'p999', ms)} | {fmt(c, 'status')} |")
+        w("")
+
+    if interleaved:
+        cpu = interleaved["cpu"]
+        labels = {s.id: s.label for s in systems}
+        w("## Server CPU per request, interleaved (pinned, 32 connections)")
+        w("")
+        w(f"The floor, the runner's services and Go, all started at once and loaded in turn: "
+          f"{interleaved['rounds']} rounds of {interleaved['duration']} s runs, forwards then "
+          "backwards. Each ratio is taken within a round (runs seconds apart) and the median "
+          "over rounds is shown: steadier than the ratios of the medians above. *vs floor*: "
+          "CPU per request over the floor's (issue 10's goal: ≤ 1.5×). *vs Go*: requests per "
+          "CPU-second over Go's for the same endpoint (goal: ≥ 1.0×).")
+        w("")
+        w("| System | endpoint | server CPU µs/req | vs floor | vs Go |")
+        w("|---|---|---|---|---|")
+
+        def per_round(a, b):
+            pairs = [x / y for x, y in zip(a, b) if x and y]
+            if not pairs:
+                return "—"
+            return (f"{statistics.median(pairs):.2f}× ({min(pairs):.2f}–{max(pairs):.2f})")
+
+        floor = cpu.get("floor/creator", [])
+        for key, values in cpu.items():
+            sid, endpoint = key.split("/")
+            is_floor, is_go = sid == "floor", sid == "go"
+            w(f"| {labels.get(sid, sid)} | {'—' if is_floor else endpoint} | "
+              f"{fmt({'cpu': median_spread(values)}, 'cpu', digits=1)} | "
+              f"{'1.00×' if is_floor else per_round(values, floor)} | "
+              f"{'—' if is_floor else '1.00×' if is_go else per_round(cpu.get(f'go/{endpoint}', []), values)} |")
         w("")
 
     if unpinned:
@@ -941,6 +1019,7 @@ def main() -> int:
 
     results: dict = {}
     unpinned: dict = {}
+    interleaved: dict = {}
     body_dir = Path(cfg.workdir)
     create_body = body_dir / "create.json"
     create_body.write_text(CREATE_BODY)
@@ -950,6 +1029,10 @@ def main() -> int:
         verify_body.write_text(json.dumps({"token": token}))
         bench_endpoint(cfg, systems, "creator", create_body, "/create", token, results)
         bench_endpoint(cfg, systems, "verifier", verify_body, "/verifier", token, results)
+        if not cfg.quick and cfg.server_cpu is not None:
+            log("== interleaved pass")
+            bodies = {"creator": ("/create", create_body), "verifier": ("/verifier", verify_body)}
+            interleaved = interleaved_pass(cfg, systems, bodies, token, rounds=10, duration=3)
         if cfg.unpinned_pass and cfg.server_cpu is not None:
             # The same load without pinning: what the whole machine does when
             # server and load generator share both cores (as in production-like
@@ -964,12 +1047,13 @@ def main() -> int:
                            latency_runs=False)
             cfg.server_cpu, cfg.client_cpu = pinned_cpus
 
-    md = report(cfg, results, unpinned, startup, containers, images, mach, systems)
+    md = report(cfg, results, unpinned, interleaved, startup, containers, images, mach, systems)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(md + "\n")
     (Path(cfg.workdir) / "results.json").write_text(json.dumps(
-        {"machine": mach, "results": results, "unpinned": unpinned, "startup": startup, "containers": containers,
+        {"machine": mach, "results": results, "unpinned": unpinned, "interleaved": interleaved,
+         "startup": startup, "containers": containers,
          "images": images, "failures": FAILURES}, indent=1, default=str))
     print(md)
     log(f"wrote {out} and {Path(cfg.workdir) / 'results.json'}")
