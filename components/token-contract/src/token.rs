@@ -98,26 +98,19 @@ pub fn verify_with_keys_at(
         return Err(too_long());
     }
     // The common case, a token naming the current key, in one pass:
-    // jwt-simple compares the `kid` before it checks the signature, so only
-    // tokens that name another key or none are decoded a second time below.
+    // jwt-simple compares the `kid` before it checks the signature, and its
+    // error says whether the token names another key or none.
     let verified = current
         .hs256()
         .verify_token::<UserClaims>(token, Some(options(now, Some(current.kid()))));
-    match verified {
-        Err(e) if names_another_key(&e) => {}
-        verified => return username(verified),
-    }
-    // The header is unauthenticated, but `kid` only picks which key to try;
-    // the signature check with that key decides.
-    let metadata = Token::decode_metadata(token).map_err(|e| TokenError::Invalid(describe(&e)))?;
-    match metadata.key_id() {
-        Some(kid) => match previous().map_err(TokenError::KeyUnavailable)? {
-            Some(previous) if previous.kid() == kid => verify_at(&previous, token, now),
-            _ => Err(TokenError::Invalid(
-                "unknown key id: the key that signed this token is not accepted here".into(),
-            )),
-        },
-        None => match verify_at(current, token, now) {
+    let error = verified
+        .as_ref()
+        .err()
+        .and_then(|e| e.downcast_ref::<JWTError>());
+    if matches!(error, Some(JWTError::MissingJWTKeyIdentifier)) {
+        // No `kid` (the reference Go creator's tokens): the current key,
+        // then the previous one.
+        return match verify_at(current, token, now) {
             Err(TokenError::Invalid(why)) if why == SIGNATURE_MISMATCH => {
                 match previous().map_err(TokenError::KeyUnavailable)? {
                     Some(previous) => verify_at(&previous, token, now),
@@ -125,7 +118,21 @@ pub fn verify_with_keys_at(
                 }
             }
             other => other,
-        },
+        };
+    }
+    if !matches!(error, Some(JWTError::KeyIdentifierMismatch)) {
+        return username(verified);
+    }
+    // Another key's `kid`. The header is unauthenticated, but `kid` only
+    // picks which key to try; the signature check with that key decides.
+    let metadata = Token::decode_metadata(token).map_err(|e| TokenError::Invalid(describe(&e)))?;
+    match previous().map_err(TokenError::KeyUnavailable)? {
+        Some(previous) if metadata.key_id() == Some(previous.kid()) => {
+            verify_at(&previous, token, now)
+        }
+        _ => Err(TokenError::Invalid(
+            "unknown key id: the key that signed this token is not accepted here".into(),
+        )),
     }
 }
 
@@ -174,15 +181,6 @@ fn username(
 
 fn too_long() -> TokenError {
     TokenError::Invalid(format!("token is longer than {MAX_TOKEN_LEN} bytes"))
-}
-
-/// Whether jwt-simple refused a token only because its `kid` is not the
-/// required one, or it has none.
-fn names_another_key(error: &jwt_simple::Error) -> bool {
-    matches!(
-        error.downcast_ref::<JWTError>(),
-        Some(JWTError::KeyIdentifierMismatch | JWTError::MissingJWTKeyIdentifier)
-    )
 }
 
 /// Turns jwt-simple's errors into a detail a client can act on.
