@@ -11,6 +11,10 @@
 //! contents to each instance in its environment, which a guest reads once
 //! per instance anyway.
 //!
+//! The `stat` itself was then ~4 % of the creator's CPU per request; where
+//! the kernel can tell that nothing changed (inotify, see [`FileWatch`]) the
+//! runner asks it instead, and `stat`s only after a change.
+//!
 //! While the runner cannot use the file (absent, unreadable, larger than
 //! [`MAX_FILE_BYTES`], not UTF-8), the variable is unset. A guest that falls
 //! back to reading the file itself, as the token services do, then sees and
@@ -21,6 +25,8 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::file_watch::FileWatch;
 
 /// Larger files are not passed: environment variables are for small values
 /// such as keys, and every instance gets its own copy.
@@ -34,8 +40,9 @@ pub struct FileEnvVar {
 }
 
 /// What the file held when it was last read.
-#[derive(Default)]
 struct Cached {
+    /// Whether it must be `stat`ed again.
+    watch: FileWatch,
     /// Identifies the version of the file that was read.
     stamp: Option<Stamp>,
     /// Its contents, or `None` if they cannot be passed.
@@ -83,7 +90,11 @@ impl FileEnvVar {
         Self {
             name,
             path,
-            cache: Mutex::default(),
+            cache: Mutex::new(Cached {
+                watch: FileWatch::new(),
+                stamp: None,
+                value: None,
+            }),
         }
     }
 
@@ -97,11 +108,15 @@ impl FileEnvVar {
     }
 
     /// The file's current contents, or `None` while they cannot be passed.
-    /// Costs a `stat`; the file is read again only when it changed.
+    /// Costs a `stat` when the file may have changed; the file is read again
+    /// only when it did.
     pub fn value(&self) -> Option<Arc<str>> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if !cache.watch.needs_check(&self.path) {
+            return cache.value.clone();
+        }
         // Follows symbolic links, as Kubernetes mounts Secrets through them.
         let stamp = std::fs::metadata(&self.path).ok().map(|m| Stamp::of(&m));
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.stamp != stamp {
             // If the file changes again between the `stat` and the read, the
             // next request's `stat` differs from this stamp and reads again.

@@ -10,6 +10,7 @@
 
 mod engine;
 mod file_env;
+mod file_watch;
 mod host;
 mod metrics;
 mod probe;
