@@ -185,26 +185,11 @@ pub const PREVIOUS_KEY_CONTENTS_ENV: &str = "PREVIOUS_SIGNING_KEY";
 /// hosts that run a fresh instance per request and so have nothing to cache.
 #[derive(Clone)]
 pub struct KeyFiles {
-    current: KeyFile,
-    previous: KeyFile,
+    current: PathBuf,
+    /// The files' contents, where the host passed them.
+    current_contents: Option<Vec<u8>>,
+    previous_contents: Option<Vec<u8>>,
     read: ReadKeyFile,
-}
-
-/// One key file, and its contents if the host already read them.
-#[derive(Clone)]
-struct KeyFile {
-    path: PathBuf,
-    contents: Option<Vec<u8>>,
-}
-
-impl KeyFile {
-    /// The key, from the contents the host passed or else read with `read`.
-    fn load(&self, read: ReadKeyFile) -> Result<SigningKey, KeyError> {
-        match &self.contents {
-            Some(contents) => SigningKey::from_contents_of(&self.path, contents),
-            None => SigningKey::load_with(&self.path, read),
-        }
-    }
 }
 
 impl KeyFiles {
@@ -216,17 +201,10 @@ impl KeyFiles {
 
     /// Like [`new`](Self::new), reading the files with `read`.
     pub fn with_reader(key_file: impl Into<PathBuf>, read: ReadKeyFile) -> Self {
-        let current = key_file.into();
-        let previous = previous_key_path(&current);
         Self {
-            current: KeyFile {
-                path: current,
-                contents: None,
-            },
-            previous: KeyFile {
-                path: previous,
-                contents: None,
-            },
+            current: key_file.into(),
+            current_contents: None,
+            previous_contents: None,
             read,
         }
     }
@@ -237,33 +215,45 @@ impl KeyFiles {
     /// unset is read as usual, so a host that could not read it (or does not
     /// know of these variables) leaves the errors to the guest's own read.
     pub fn with_contents_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        self.current.contents = lookup(KEY_CONTENTS_ENV).map(String::into_bytes);
-        self.previous.contents = lookup(PREVIOUS_KEY_CONTENTS_ENV).map(String::into_bytes);
+        self.current_contents = lookup(KEY_CONTENTS_ENV).map(String::into_bytes);
+        self.previous_contents = lookup(PREVIOUS_KEY_CONTENTS_ENV).map(String::into_bytes);
         self
+    }
+
+    /// The key in the file at `path`: from the `contents` the host passed, or
+    /// else read with `self.read`.
+    fn load(&self, path: &Path, contents: Option<&[u8]>) -> Result<SigningKey, KeyError> {
+        match contents {
+            Some(contents) => SigningKey::from_contents_of(path, contents),
+            None => SigningKey::load_with(path, self.read),
+        }
     }
 }
 
 impl fmt::Debug for KeyFiles {
     // Never print key material, not even in debug output.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = |file: &KeyFile| match file.contents {
-            Some(_) => format!("{} (contents from the host)", file.path.display()),
-            None => file.path.display().to_string(),
+        let source = |path: &Path, contents: &Option<Vec<u8>>| match contents {
+            Some(_) => format!("{} (contents from the host)", path.display()),
+            None => path.display().to_string(),
         };
+        let previous = previous_key_path(&self.current);
         f.debug_struct("KeyFiles")
-            .field("current", &source(&self.current))
-            .field("previous", &source(&self.previous))
+            .field("current", &source(&self.current, &self.current_contents))
+            .field("previous", &source(&previous, &self.previous_contents))
             .finish()
     }
 }
 
 impl Keys for KeyFiles {
     fn current(&self) -> Result<SigningKey, KeyError> {
-        self.current.load(self.read)
+        self.load(&self.current, self.current_contents.as_deref())
     }
 
     fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
-        absent_is_none(self.previous.load(self.read))
+        // Its path is worked out only here: most requests never need it.
+        let path = previous_key_path(&self.current);
+        absent_is_none(self.load(&path, self.previous_contents.as_deref()))
     }
 }
 

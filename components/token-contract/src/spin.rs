@@ -14,6 +14,7 @@ use std::path::{Component, Path};
 
 use spin_sdk::http::ResponseOutparam;
 use spin_sdk::http::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse};
+use wasi::cli::environment::get_environment;
 use wasi::filesystem::preopens::get_directories;
 use wasi::filesystem::types::{DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
 use wasi::io::streams::StreamError;
@@ -36,7 +37,17 @@ pub fn serve(endpoint: Endpoint, request: IncomingRequest, response_out: Respons
 }
 
 fn respond(endpoint: Endpoint, request: &IncomingRequest) -> Response {
-    let config = match Config::from_env() {
+    // One host call for the whole environment, looked up in place. `std::env`
+    // would have wasi-libc copy it into a C `environ` first (a `malloc` per
+    // variable), then scan that with `strncmp` for every name.
+    let environment = get_environment();
+    let lookup = |name: &str| {
+        environment
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+    };
+    let config = match Config::from_lookup(lookup) {
         Ok(config) => config,
         Err(e) => return Response::misconfigured(&e),
     };
@@ -54,11 +65,10 @@ fn respond(endpoint: Endpoint, request: &IncomingRequest) -> Response {
         path,
         body: &body,
     };
-    // The environment is read once per instance anyway (`Config`), so key
-    // contents the host passes there cost no host call; only files the host
-    // did not pass are opened.
-    let keys = KeyFiles::with_reader(&config.key_file, read_key_file)
-        .with_contents_from(|name| std::env::var(name).ok());
+    // The environment is read for `Config` anyway, so key contents the host
+    // passes there cost no host call; only files the host did not pass are
+    // opened.
+    let keys = KeyFiles::with_reader(&config.key_file, read_key_file).with_contents_from(lookup);
     handle(endpoint, &config, request, &keys)
 }
 
