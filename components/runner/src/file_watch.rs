@@ -188,11 +188,18 @@ mod tests {
         FileWatch::with_interval(Duration::from_secs(3600))
     }
 
-    #[test]
-    fn an_unchanged_file_needs_no_second_check() {
+    /// A `key.txt` holding `contents` in a new directory (kept alive by the
+    /// returned handle).
+    fn key_file(contents: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("key.txt");
-        std::fs::write(&path, "key").unwrap();
+        std::fs::write(&path, contents).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn an_unchanged_file_needs_no_second_check() {
+        let (_dir, path) = key_file("key");
         let mut watch = watch();
         assert!(watch.needs_check(&path), "the first call always checks");
         for _ in 0..3 {
@@ -207,9 +214,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_change_asks_for_a_check_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("key.txt");
-        std::fs::write(&path, "one").unwrap();
+        let (dir, path) = key_file("one");
         let mut watch = watch();
         assert!(watch.needs_check(&path));
         let next = dir.path().join("key.txt.new");
@@ -281,9 +286,7 @@ mod tests {
 
     #[test]
     fn a_check_is_asked_for_again_after_the_interval() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("key.txt");
-        std::fs::write(&path, "key").unwrap();
+        let (_dir, path) = key_file("key");
         let mut watch = FileWatch::with_interval(Duration::from_millis(20));
         assert!(watch.needs_check(&path));
         std::thread::sleep(Duration::from_millis(30));
