@@ -868,9 +868,21 @@ def report(cfg, results, unpinned, interleaved, startup, containers, images, mac
     for endpoint in ("creator", "verifier"):
         cpu = get(results, "runner-aot", endpoint, "c32", "server_cpu_us_per_req")
         floor = get(results, "floor", endpoint, "c32", "server_cpu_us_per_req")
-        ratio_row(f"{endpoint}: server CPU per request ≤ 1.5× the floor component's", cpu, floor,
-                  1.5, at_most=True,
-                  shown=f"{cpu:.1f} / {floor:.1f} µs = {ratio(cpu, floor)}" if cpu and floor else None)
+        medians = f"{cpu:.1f} / {floor:.1f} µs = {ratio(cpu, floor)}" if cpu and floor else None
+        interleaved_cpu = (interleaved or {}).get("cpu", {})
+        per_round = [x / y for x, y in zip(interleaved_cpu.get(f"runner-aot/{endpoint}", []),
+                                           interleaved_cpu.get("floor/creator", [])) if x and y]
+        if per_round:
+            # The pinned medians of the floor and a service are taken minutes
+            # apart and move 10-20 % on a shared VM; the interleaved pass
+            # compares them within each round, so its median decides.
+            within = statistics.median(per_round)
+            w(f"| {endpoint}: server CPU per request ≤ 1.5× the floor component's "
+              f"(interleaved pass, median of the rounds) | {within:.2f}× (pinned medians: "
+              f"{medians or '—'}) | {verdict(within <= 1.5)} |")
+        else:
+            ratio_row(f"{endpoint}: server CPU per request ≤ 1.5× the floor component's", cpu,
+                      floor, 1.5, at_most=True, shown=medians)
         ratio_row(f"{endpoint}: runner ≥ 2.0× `wasmtime serve` req/s",
                   get(results, "runner-aot", endpoint, "c32", "rps"),
                   get(results, "wasmtime", endpoint, "c32", "rps"), 2.0,
