@@ -633,6 +633,11 @@ def ratio(a, b):
     return f"{a / b:.2f}×" if a and b else "—"
 
 
+def round_ratios(a, b):
+    """a / b for each round of the interleaved pass in which both were measured."""
+    return [x / y for x, y in zip(a, b) if x and y]
+
+
 def report(cfg, results, unpinned, interleaved, startup, containers, images, mach,
            systems) -> str:
     L = []
@@ -732,7 +737,7 @@ def report(cfg, results, unpinned, interleaved, startup, containers, images, mac
         w("|---|---|---|---|---|")
 
         def per_round(a, b):
-            pairs = [x / y for x, y in zip(a, b) if x and y]
+            pairs = round_ratios(a, b)
             if not pairs:
                 return "—"
             return (f"{statistics.median(pairs):.2f}× ({min(pairs):.2f}–{max(pairs):.2f})")
@@ -870,8 +875,8 @@ def report(cfg, results, unpinned, interleaved, startup, containers, images, mac
         floor = get(results, "floor", endpoint, "c32", "server_cpu_us_per_req")
         medians = f"{cpu:.1f} / {floor:.1f} µs = {ratio(cpu, floor)}" if cpu and floor else None
         interleaved_cpu = (interleaved or {}).get("cpu", {})
-        per_round = [x / y for x, y in zip(interleaved_cpu.get(f"runner-aot/{endpoint}", []),
-                                           interleaved_cpu.get("floor/creator", [])) if x and y]
+        per_round = round_ratios(interleaved_cpu.get(f"runner-aot/{endpoint}", []),
+                                 interleaved_cpu.get("floor/creator", []))
         if per_round:
             # The pinned medians of the floor and a service are taken minutes
             # apart and move 10-20 % on a shared VM; the interleaved pass

@@ -40,6 +40,7 @@ pub struct FileEnvVar {
 }
 
 /// What the file held when it was last read.
+#[derive(Default)]
 struct Cached {
     /// Whether it must be `stat`ed again.
     watch: FileWatch,
@@ -90,11 +91,7 @@ impl FileEnvVar {
         Self {
             name,
             path,
-            cache: Mutex::new(Cached {
-                watch: FileWatch::new(),
-                stamp: None,
-                value: None,
-            }),
+            cache: Mutex::default(),
         }
     }
 

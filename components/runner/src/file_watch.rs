@@ -33,11 +33,13 @@ pub struct FileWatch {
     inotify: linux::Inotify,
 }
 
-impl FileWatch {
-    pub fn new() -> Self {
+impl Default for FileWatch {
+    fn default() -> Self {
         Self::with_interval(RECHECK_INTERVAL)
     }
+}
 
+impl FileWatch {
     fn with_interval(interval: Duration) -> Self {
         Self {
             interval,
