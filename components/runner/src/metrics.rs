@@ -48,14 +48,14 @@ const OTHER_ROUTE: &str = "other";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: Arc<str>,
     method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    route: String,
+    route: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,7 +122,11 @@ pub struct Metrics {
     requests_waiting: Gauge,
     guest_failures: Family<ReasonLabels, Counter>,
     body_rejections: Family<ReasonLabels, Counter>,
-    routes: RwLock<HashSet<String>>,
+    /// The route labels seen so far. Shared, so that labelling a request
+    /// with a known route clones a pointer rather than allocating.
+    routes: RwLock<HashSet<Arc<str>>>,
+    unmatched_route: Arc<str>,
+    other_route: Arc<str>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -196,6 +200,8 @@ impl Metrics {
             guest_failures,
             body_rejections,
             routes: RwLock::new(HashSet::new()),
+            unmatched_route: UNMATCHED_ROUTE.into(),
+            other_route: OTHER_ROUTE.into(),
         }
     }
 
@@ -204,7 +210,7 @@ impl Metrics {
         let route = self.route_label(path, status);
         self.durations
             .get_or_create(&RouteLabels {
-                route: route.clone(),
+                route: Arc::clone(&route),
             })
             .observe(took.as_secs_f64());
         self.requests
@@ -244,23 +250,24 @@ impl Metrics {
 
     /// The route label for `path`: itself while fewer than [`MAX_ROUTES`]
     /// paths have been seen, `unmatched` for a 404, `other` beyond the cap.
-    fn route_label(&self, path: &str, status: StatusCode) -> String {
+    fn route_label(&self, path: &str, status: StatusCode) -> Arc<str> {
         if status == StatusCode::NOT_FOUND {
-            return UNMATCHED_ROUTE.to_owned();
+            return Arc::clone(&self.unmatched_route);
         }
         let known = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        if known.contains(path) {
-            return path.to_owned();
+        if let Some(route) = known.get(path) {
+            return Arc::clone(route);
         }
         drop(known);
         let mut known = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        if known.len() < MAX_ROUTES {
-            known.insert(path.to_owned());
-            path.to_owned()
-        } else if known.contains(path) {
-            path.to_owned()
+        if let Some(route) = known.get(path) {
+            Arc::clone(route)
+        } else if known.len() < MAX_ROUTES {
+            let route: Arc<str> = path.into();
+            known.insert(Arc::clone(&route));
+            route
         } else {
-            OTHER_ROUTE.to_owned()
+            Arc::clone(&self.other_route)
         }
     }
 
@@ -390,15 +397,15 @@ mod tests {
     fn routes_are_bounded_and_404s_are_unmatched() {
         let metrics = Metrics::new("c.cwasm", 4);
         assert_eq!(
-            metrics.route_label("/nope", StatusCode::NOT_FOUND),
+            &*metrics.route_label("/nope", StatusCode::NOT_FOUND),
             "unmatched"
         );
         for i in 0..MAX_ROUTES {
             let path = format!("/r{i}");
-            assert_eq!(metrics.route_label(&path, StatusCode::OK), path);
+            assert_eq!(*metrics.route_label(&path, StatusCode::OK), *path);
         }
-        assert_eq!(metrics.route_label("/one-more", StatusCode::OK), "other");
-        assert_eq!(metrics.route_label("/r0", StatusCode::BAD_REQUEST), "/r0");
+        assert_eq!(&*metrics.route_label("/one-more", StatusCode::OK), "other");
+        assert_eq!(&*metrics.route_label("/r0", StatusCode::BAD_REQUEST), "/r0");
     }
 
     #[test]
