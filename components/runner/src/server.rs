@@ -156,20 +156,17 @@ impl Server {
         let read = tokio::time::timeout(timeout, read_body(body, limit, declared_too_large)).await;
         let body = match read {
             Ok(Ok(body)) => body,
-            Ok(Err(error)) => {
-                let rejection = match error {
-                    BodyError::TooLarge => BodyRejection::TooLarge,
-                    BodyError::Read(_) => BodyRejection::ReadError,
-                };
-                self.count_body_rejection(rejection);
-                return match error {
-                    BodyError::TooLarge => too_large(limit),
-                    BodyError::Read(error) => error_response(
-                        StatusCode::BAD_REQUEST,
-                        "bad_request",
-                        &format!("could not read the request body: {error}"),
-                    ),
-                };
+            Ok(Err(BodyError::TooLarge)) => {
+                self.count_body_rejection(BodyRejection::TooLarge);
+                return too_large(limit);
+            }
+            Ok(Err(BodyError::Read(error))) => {
+                self.count_body_rejection(BodyRejection::ReadError);
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    &format!("could not read the request body: {error}"),
+                );
             }
             Err(_elapsed) => {
                 self.count_body_rejection(BodyRejection::ReadTimeout);
