@@ -46,6 +46,11 @@ mkdir -p "$WORK/key"
 KEY=benchmark-secret KEY_FILE=$WORK/key/key.txt "$TARGET_DIR/release/keycreator" >/dev/null
 printf '%s' '{"username":"testname","password":"pass"}' >"$WORK/create.json"
 
+# A TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
 # measure COMPONENT REQUESTS: runs the runner under callgrind for REQUESTS
 # requests and prints "instructions host-calls" for the whole run.
 measure() {
@@ -53,7 +58,7 @@ measure() {
     # The floor component reads no key; a stat per request would not be its.
     [ "$component" = bench_floor ] || key=(${KEY_FLAGS[@]+"${KEY_FLAGS[@]}"})
     out=$(mktemp)
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     valgrind --tool=callgrind --callgrind-out-file="$out" "$RUNNER" --addr "127.0.0.1:$port" \
         --no-access-log --max-concurrent-requests 2 --dir "$WORK/key::/usr/share/key" \
         --env TOKEN_TTL_SECONDS=86400 ${key[@]+"${key[@]}"} ${EXTRA[@]+"${EXTRA[@]}"} "$WORK/$component.cwasm" \
@@ -113,7 +118,7 @@ for component in "${components[@]}"; do
     if [ "$component" = verifier ]; then
         # A token from this creator, valid long enough for the run.
         "$RUNNER" compile "$TARGET_DIR/wasm32-wasip2/release/creator.wasm" -o "$WORK/creator.cwasm"
-        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        port=$(free_port)
         "$RUNNER" --addr "127.0.0.1:$port" --no-access-log --dir "$WORK/key::/usr/share/key" \
             --env TOKEN_TTL_SECONDS=86400 "$WORK/creator.cwasm" >/dev/null 2>&1 &
         pid=$!
