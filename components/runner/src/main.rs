@@ -8,6 +8,7 @@
 //! runner probe http://127.0.0.1:8000/readyz
 //! ```
 
+mod access_log;
 mod engine;
 mod file_env;
 mod file_watch;
@@ -335,7 +336,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         shutdown_timeout: args.shutdown_timeout,
         request_timeout: args.request_timeout,
         body_read_timeout: args.body_read_timeout,
-        access_log: !args.no_access_log,
+        // The access line is an `info` line: `RUNNER_LOG=warn` turns it off too.
+        access_log: !args.no_access_log
+            && tracing::enabled!(target: "access", tracing::Level::INFO),
         metrics: metrics.clone(),
     };
 

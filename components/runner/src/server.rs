@@ -19,6 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use wasmtime_wasi_http::WasiBody;
 
+use crate::access_log;
 use crate::host::{GuestError, Host};
 use crate::metrics::{BodyRejection, GuestFailure, Metrics};
 
@@ -134,13 +135,7 @@ impl Server {
             metrics.record_request(&method, &path, response.status(), took);
         }
         if self.options.access_log {
-            tracing::info!(
-                target: "access",
-                method = %method,
-                path = %path,
-                status = response.status().as_u16(),
-                micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
-            );
+            access_log::write(method.as_str(), &path, response.status().as_u16(), took);
         }
         response
     }
