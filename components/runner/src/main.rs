@@ -39,6 +39,18 @@ use crate::server::ServerOptions;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// No transparent huge pages for this process. mimalloc's heap would
+/// otherwise take a 2 MiB page for each thread's first allocations (asked
+/// for with `madvise`, which the `no_thp` build of mimalloc no longer does,
+/// or given unasked by a kernel whose THP setting is `always`), each zeroed
+/// on first touch: measured, 8 MiB of the runner's 19.5 MiB RSS and 1-1.5 ms
+/// of its start-up CPU, for no gain per request. Best effort: a kernel or a
+/// seccomp profile that refuses costs only that memory.
+#[cfg(target_os = "linux")]
+fn disable_transparent_huge_pages() {
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "runner",
@@ -192,6 +204,8 @@ fn parse_env_from_file(value: &str) -> Result<(String, PathBuf), String> {
 }
 
 fn main() -> ExitCode {
+    #[cfg(target_os = "linux")]
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
