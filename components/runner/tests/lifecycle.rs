@@ -18,9 +18,17 @@ fn start_up_errors_are_one_clear_line_and_exit_1() {
     let not_a_component = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(not_a_component.path(), b"\0asm garbage").unwrap();
     let not_a_component = not_a_component.path().to_str().unwrap();
+    let not_wasm = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(not_wasm.path(), b"hello\n").unwrap();
+    let not_wasm = not_wasm.path().to_str().unwrap();
     for (args, needle) in [
         (vec!["/nonexistent.wasm"], "cannot read /nonexistent.wasm"),
+        (vec!["/"], "cannot read /"),
         (vec![not_a_component], "not a valid Wasm component"),
+        (
+            vec![not_wasm],
+            "neither a Wasm component nor a component compiled for this runner",
+        ),
         (
             vec!["--dir", "/nonexistent::/x", not_a_component],
             "not a directory",
@@ -39,6 +47,36 @@ fn start_up_errors_are_one_clear_line_and_exit_1() {
             assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
         }
     }
+}
+
+/// A `.cwasm` is mapped after reading only its magic number, so what a
+/// `.cwasm` for another machine gets wrong must still come from wasmtime's
+/// checks, as one line naming the file and the reason.
+#[test]
+fn a_cwasm_for_another_architecture_is_refused_with_the_reason() {
+    let other = if cfg!(target_arch = "x86_64") {
+        "aarch64-unknown-linux-musl"
+    } else {
+        "x86_64-unknown-linux-musl"
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cwasm = dir.path().join("creator.cwasm");
+    let cwasm = cwasm.to_str().unwrap();
+    let creator = common::wasm("creator");
+    let compiled = Command::new(RUNNER)
+        .args(["compile", "--target", other, "-o", cwasm])
+        .arg(&creator)
+        .status()
+        .unwrap();
+    assert!(compiled.success());
+    let (code, stderr) = run(&[cwasm]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("neither a Wasm component nor a component compiled for this runner"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("compiled for architecture"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
 /// The smallest component that imports the instance `name` with one
