@@ -909,11 +909,14 @@ def report(cfg, results, unpinned, interleaved, startup, containers, images, mac
         w(f"| {endpoint}: RSS ≤ 32 MB at end of load | "
           f"{f'{rss * 1024 / 1e6:.1f} MB ({rss / 1024:.1f} MiB)' if rss else '—'} | "
           f"{verdict(rss * 1024 <= 32e6 if rss else None)} |")
-    aot = dict(startup).get("runner AOT (.cwasm)") or {}
-    aot_ms = aot["median"] * 1000 if "median" in aot else None
-    w(f"| process start → first 200 ≤ 50 ms (AOT) | "
-      f"{f'{aot_ms:.1f} ms' if aot_ms is not None else '—'} | "
-      f"{verdict(aot_ms <= 50 if aot_ms is not None else None)} |")
+    # Issue 10's start-up goal: ≤ 10 ms to the first 200 with a `.cwasm`,
+    # for the runner built here and for the images' static musl build.
+    for label in ("runner AOT (.cwasm)", "runner AOT, static musl (image build)"):
+        s = dict(startup).get(label) or {}
+        if "median" not in s:
+            continue
+        w(f"| process start → first 200 ≤ 10 ms ({label}) | {s['median'] * 1000:.1f} ms | "
+          f"{verdict(s['median'] <= 0.010)} |")
     c = dict(containers).get("container `wasm-jwt/creator:0.1.0`") or {}
     c_ms = c["median"] * 1000 if "median" in c else None
     c_txt = f"{c_ms:.1f} ms" if c_ms is not None else (c.get("skipped") or c.get("error") or "—")
