@@ -913,10 +913,10 @@ def report(cfg, results, unpinned, interleaved, startup, containers, images, mac
     # for the runner built here and for the images' static musl build.
     for label in ("runner AOT (.cwasm)", "runner AOT, static musl (image build)"):
         s = dict(startup).get(label) or {}
-        if "median" not in s:
-            continue
-        w(f"| process start → first 200 ≤ 10 ms ({label}) | {s['median'] * 1000:.1f} ms | "
-          f"{verdict(s['median'] <= 0.010)} |")
+        start_ms = s["median"] * 1000 if "median" in s else None
+        w(f"| process start → first 200 ≤ 10 ms ({label}) | "
+          f"{f'{start_ms:.1f} ms' if start_ms is not None else '—'} | "
+          f"{verdict(start_ms <= 10 if start_ms is not None else None)} |")
     c = dict(containers).get("container `wasm-jwt/creator:0.1.0`") or {}
     c_ms = c["median"] * 1000 if "median" in c else None
     c_txt = f"{c_ms:.1f} ms" if c_ms is not None else (c.get("skipped") or c.get("error") or "—")
