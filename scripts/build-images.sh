@@ -105,6 +105,9 @@ scripts/builder-image.sh
 
 buildkit=false
 uses_buildkit && buildkit=true
+# The SBOMs' timestamp (and, with BuildKit, the images'): the commit's time, so
+# that two builds of one commit are the same bytes (docs/supply-chain.md).
+source_date_epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
 log "builder: $($buildkit && echo BuildKit || echo legacy)"
 
 for platform in "${platform_list[@]}"; do
@@ -122,7 +125,7 @@ for platform in "${platform_list[@]}"; do
         platform_arg=()
         $buildkit && platform_arg=(--platform "$platform")
         docker build --file docker/Dockerfile --target "$target" "${platform_arg[@]}" \
-            --build-arg "TARGETARCH=$arch" "${tags[@]}" .
+            --build-arg "TARGETARCH=$arch" --build-arg "SOURCE_DATE_EPOCH=$source_date_epoch" "${tags[@]}" .
         built=$(docker image inspect -f '{{.Os}}/{{.Architecture}}' "$image")
         if [ "$built" != "$platform" ] && ! $buildkit; then
             set_architecture "$arch" "${refs[@]}"

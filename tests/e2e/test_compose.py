@@ -307,7 +307,11 @@ def test_image_has_no_shell(stack, name):
     # Non-empty regular files: only what the Dockerfile put there (docker adds empty
     # /etc/hosts, /etc/resolv.conf, ... to every container).
     shipped = {p for p, m in files.items() if m.isfile() and m.size > 0}
-    expected = {"keycreator"} if name == "keycreator" else {"runner", f"{name}.cwasm"}
+    # The SBOMs (docs/supply-chain.md): one per program shipped.
+    if name == "keycreator":
+        expected = {"keycreator", "sbom/keycreator.cdx.json.gz"}
+    else:
+        expected = {"runner", f"{name}.cwasm", "sbom/runner.cdx.json.gz", f"sbom/{name}.cdx.json.gz"}
     assert shipped == expected, sorted(shipped)
     key_dir = files["usr/share/key"]
     assert key_dir.isdir() and key_dir.uid == 65532 and key_dir.gid == 65532, (key_dir.uid, key_dir.gid)
@@ -330,7 +334,9 @@ def test_image_metadata_and_sizes(stack, capsys):
             assert config["Healthcheck"]["Test"][0] == "CMD", config["Healthcheck"]
         size = info["Size"]
         lines.append(f"{image:28} {size / 1e6:7.2f} MB")
-        assert size < 64e6, f"{image} is {size} bytes"
+        # The size goals (docs/benchmarks.md): a file count, not a timing.
+        limit = 1_000_000 if name == "keycreator" else 6_000_000
+        assert size <= limit, f"{image} is {size} bytes, over the {limit}-byte goal"
     with capsys.disabled():
         print("\nimage sizes:\n  " + "\n  ".join(lines))
 
