@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -142,11 +143,13 @@ def resolve_port(container: dict[str, Any], port: int | str) -> int | None:
 
 
 def compose_images() -> dict[str, str]:
-    """service name -> image of compose.yaml (only services that name an image)."""
+    """service name -> image of compose.yaml (only services that name an image),
+    as compose resolves it with none of its variables set: `${VAR:-default}`
+    becomes `default`."""
     with COMPOSE_FILE.open() as f:
         compose = yaml.safe_load(f)
     return {
-        name: svc["image"]
+        name: re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", svc["image"])
         for name, svc in (compose.get("services") or {}).items()
         if isinstance(svc, dict) and "image" in svc
     }

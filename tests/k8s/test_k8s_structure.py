@@ -90,6 +90,9 @@ def test_plain_manifests_only():
     names = sorted(p.name for p in K8S_DIR.iterdir() if p.is_file())
     assert "kustomization.yaml" not in names and "kustomization.yml" not in names
     assert "Chart.yaml" not in names
+    # The kustomize base (test_k8s_kustomize.py): no extension, so that
+    # `kubectl apply -f k8s/` does not read it.
+    names.remove("Kustomization")
     for name in names:
         assert re.fullmatch(r"\d\d-[a-z0-9-]+\.yaml", name), (
             f"k8s/{name}: expected NN-name.yaml so `kubectl apply -f k8s/` order is explicit"
