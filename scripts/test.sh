@@ -28,9 +28,9 @@ cargo clippy --locked -p runner --no-default-features -- -D warnings
 step "build the components the tests serve"
 cargo build --locked --release --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest
 
-step "Python test dependencies (PyJWT for interop, pytest and friends for e2e, OpenAPI checks)"
+step "Python test dependencies (PyJWT for interop, pytest and friends for e2e, OpenAPI checks, bcrypt for the test registry's htpasswd)"
 python3 -m pip install --quiet --disable-pip-version-check \
-    pyjwt pytest pyyaml kubernetes-validate prometheus-client \
+    pyjwt pytest pyyaml kubernetes-validate prometheus-client bcrypt \
     "openapi-spec-validator>=0.7,<1" "schemathesis>=4.32,<5"
 
 step "Rust unit and integration tests"

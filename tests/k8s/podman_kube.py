@@ -14,7 +14,8 @@ Adaptations made to the copy, and why:
   podman 4.3 restarts the init container once it has exited and then fails to
   remove it ("cannot remove container ... as it is running").
 * ``imagePullPolicy: Never``: the images are loaded from docker beforehand;
-  podman must never try a registry.
+  podman must never try a registry (tests/registry passes another policy:
+  there the images come from a registry).
 * probes removed: podman 4.3 turns an httpGet livenessProbe into a
   ``curl`` health check run *inside* the container (the images have no curl
   and no shell; named ports even become port 0) driven by systemd timers. The test hits the probe endpoints
@@ -182,10 +183,12 @@ class PodmanCopy:
     conf_file: Path
     volumes: list[str]
     pods: dict[str, PodUnderTest]
+    # e.g. REGISTRY_AUTH_FILE, for pods whose images come from a registry
+    extra_env: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
-        return os.environ | {"CONTAINERS_CONF": str(self.conf_file)}
+        return os.environ | {"CONTAINERS_CONF": str(self.conf_file)} | self.extra_env
 
 
 def _podman_secret_json(secret: dict[str, Any]) -> str:
@@ -197,8 +200,10 @@ def _podman_secret_json(secret: dict[str, Any]) -> str:
 
 
 def make_podman_copy(docs: list[Doc], apps: dict[str, tuple[str, int, int]],
-                     workdir: Path, suffix: str) -> PodmanCopy:
-    """Write the adapted copy of the Deployments (and secret, conf) into workdir."""
+                     workdir: Path, suffix: str, pull_policy: str = "Never") -> PodmanCopy:
+    """Write the adapted copy of the Deployments (and secret, conf) into workdir.
+    pull_policy: "Never" for images loaded from docker, anything else to pull
+    them from their registry."""
     prefix = f"{E2E_PREFIX}-{suffix}"
     secret_name = f"{prefix}-{SECRET_NAME}"
     deployments, volumes, pods = [], [], {}
@@ -216,7 +221,7 @@ def make_podman_copy(docs: list[Doc], apps: dict[str, tuple[str, int, int]],
         host_port = free_port()
         probes = {}
         for c in all_containers(spec):
-            c["imagePullPolicy"] = "Never"
+            c["imagePullPolicy"] = pull_policy
             for mount in c.get("volumeMounts", []):
                 mount["name"] = renamed_volumes[mount["name"]]
             for env in c.get("env", []):
