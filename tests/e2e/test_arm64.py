@@ -267,13 +267,8 @@ def arm64_stack(arm64_images, tmp_path_factory):
     override.write_text(EMULATION_OVERRIDE)
     e2e.OVERRIDE_FILES.append(str(override))
     try:
-        e2e.compose("down", "-v", "--remove-orphans", timeout=60)
-        try:
-            e2e.compose("up", "-d", "--no-build", timeout=180)
-            e2e.wait_healthy(time.monotonic() + 3 * e2e.HEALTH_TIMEOUT)
+        with e2e.running_stack(up_timeout=180, health_timeout=3 * e2e.HEALTH_TIMEOUT):
             yield
-        finally:
-            e2e.compose("down", "-v", "--remove-orphans", timeout=120, check=False)
     finally:
         e2e.OVERRIDE_FILES.remove(str(override))
         if saved is None:

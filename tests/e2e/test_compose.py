@@ -14,6 +14,7 @@ fails with the reason; nothing is skipped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import io
@@ -153,20 +154,27 @@ def wait_healthy(deadline: float):
 # --- the stack -------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def running_stack(up_timeout: float = 120, health_timeout: float = HEALTH_TIMEOUT):
+    """`compose up -d` of the images there are (no build), healthy, and always
+    `down -v` afterwards (test_arm64.py and tests/registry use it too)."""
+    compose("down", "-v", "--remove-orphans", timeout=60)  # leftovers of an aborted run
+    try:
+        compose("up", "-d", "--no-build", timeout=up_timeout)
+        wait_healthy(time.monotonic() + health_timeout)
+        yield
+    finally:
+        compose("down", "-v", "--remove-orphans", timeout=120, check=False)
+
+
 @pytest.fixture(scope="module")
 def stack():
     ensure = run(["scripts/ensure-docker.sh"], check=False)
     if ensure.returncode != 0:
         pytest.fail(f"Docker is not usable, so the e2e tests cannot run:\n{ensure.stdout}")
     run(["scripts/build-images.sh"], timeout=BUILD_TIMEOUT, capture=False)
-
-    compose("down", "-v", "--remove-orphans", timeout=60)  # leftovers of an aborted run
-    try:
-        compose("up", "-d", "--no-build", timeout=120)
-        wait_healthy(time.monotonic() + HEALTH_TIMEOUT)
+    with running_stack():
         yield
-    finally:
-        compose("down", "-v", "--remove-orphans", timeout=120, check=False)
 
 
 # --- tests -----------------------------------------------------------------------
