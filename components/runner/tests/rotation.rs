@@ -229,7 +229,7 @@ fn a_guest_variable_set_twice_is_refused_at_start_up() {
     .err()
     .expect("the runner must not start");
     assert!(
-        error.contains("the guest environment variable SIGNING_KEY is set twice"),
+        error.contains(r#"the guest environment variable "SIGNING_KEY" is set twice"#),
         "{error}"
     );
 }

@@ -1,0 +1,249 @@
+//! The command line: flags, their environment variables and the checks a
+//! configuration must pass before anything starts.
+//!
+//! Separate from serving so that every way a value reaches the runner (a
+//! flag, an environment variable) can be parsed and checked without binding
+//! a port or loading a component: `serve` runs these same checks first, and
+//! the fuzz targets (`fuzz/`) run them on arbitrary input.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::host::DirMapping;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "runner",
+    version,
+    about = "Serve a wasi:http component over HTTP",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Compile a component ahead of time into a `.cwasm` the runner loads
+    /// without compiling (and that a runner built without Cranelift can run).
+    #[cfg(feature = "compiler")]
+    Compile {
+        /// The component to compile (`.wasm`).
+        input: PathBuf,
+        /// Where to write the compiled component (`.cwasm`).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Compile for another architecture, as a target triple such as
+        /// `aarch64-unknown-linux-musl` (only the architecture and OS
+        /// matter). Default: portable code for this machine's architecture.
+        #[arg(long, value_name = "TRIPLE")]
+        target: Option<String>,
+    },
+    /// GET a URL and exit 0 on a 2xx answer, 1 otherwise: a health check
+    /// for images that have no shell or curl.
+    Probe {
+        url: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "RUNNER_ADDR", default_value = "0.0.0.0:8080")]
+    pub addr: SocketAddr,
+
+    /// Make a host directory readable by the guest: HOST_DIR::GUEST_DIR
+    /// (or just DIR for the same path on both sides). Repeatable.
+    #[arg(long = "dir", value_name = "HOST_DIR::GUEST_DIR", value_parser = parse_dir)]
+    pub dirs: Vec<DirMapping>,
+
+    /// Set an environment variable for the guest: NAME=VALUE, or NAME to pass
+    /// the runner's own value through. Repeatable.
+    #[arg(long = "env", value_name = "NAME[=VALUE]", value_parser = parse_env)]
+    pub env: Vec<(String, Option<String>)>,
+
+    /// Set an environment variable for the guest to the contents of a host
+    /// file (UTF-8, at most 64 KiB), re-read whenever the file changes, and
+    /// unset while it is absent or unusable. Spares a guest that needs the
+    /// file on every request from opening it in every fresh instance.
+    #[arg(long = "env-from-file", value_name = "NAME=PATH", value_parser = parse_env_from_file)]
+    pub env_from_file: Vec<(String, PathBuf)>,
+
+    /// Refuse request bodies larger than this many bytes (413).
+    #[arg(long, env = "RUNNER_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+
+    /// Cap on each instance's linear memory, in bytes.
+    #[arg(long, env = "RUNNER_MAX_MEMORY_BYTES", default_value_t = 64 << 20)]
+    pub max_memory_bytes: usize,
+
+    /// A request that has no response after this long fails with 503.
+    #[arg(long, env = "RUNNER_REQUEST_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How many requests may run at once (others wait); also the size of
+    /// the instance pool.
+    #[arg(long, env = "RUNNER_MAX_CONCURRENT_REQUESTS", default_value_t = 128)]
+    pub max_concurrent_requests: u32,
+
+    /// The whole request body must arrive within this long; a client that
+    /// stalls mid-body gets 408 and is disconnected.
+    #[arg(long, env = "RUNNER_BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics.
+    /// Off unless set; a separate address keeps the service port the API alone.
+    #[arg(long, env = "RUNNER_METRICS_ADDR", value_name = "IP:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// After SIGTERM or SIGINT, how long in-flight requests may take.
+    #[arg(long, env = "RUNNER_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Allocate instances on demand instead of from a pre-reserved pool.
+    #[arg(long)]
+    pub no_pooling: bool,
+
+    /// Run guest filesystem calls on tokio's blocking pool instead of the
+    /// request's thread. The inline default is faster for the small files
+    /// guests read here; use this for slow or network filesystems.
+    #[arg(long)]
+    pub fs_on_blocking_pool: bool,
+
+    /// Do not write the per-request access log line.
+    #[arg(long)]
+    pub no_access_log: bool,
+
+    /// Write `/tmp/perf-PID.map`, which names the guest's functions in
+    /// `perf` profiles (for profiling; see docs/benchmarks.md).
+    #[arg(long)]
+    pub perfmap: bool,
+
+    /// The component: a `.wasm` (compiled at start-up) or a `.cwasm` from
+    /// `runner compile`.
+    #[arg(required = true)]
+    pub component: Option<PathBuf>,
+}
+
+fn parse_dir(value: &str) -> Result<DirMapping, String> {
+    let (host, guest) = value.split_once("::").unwrap_or((value, value));
+    if host.is_empty() || guest.is_empty() {
+        return Err("expected HOST_DIR::GUEST_DIR".into());
+    }
+    Ok(DirMapping {
+        host: PathBuf::from(host),
+        guest: guest.to_owned(),
+    })
+}
+
+fn parse_env(value: &str) -> Result<(String, Option<String>), String> {
+    let (name, value) = match value.split_once('=') {
+        Some((name, value)) => (name, Some(value.to_owned())),
+        None => (value, None),
+    };
+    if name.is_empty() {
+        return Err("expected NAME=VALUE or NAME".into());
+    }
+    Ok((name.to_owned(), value))
+}
+
+fn parse_env_from_file(value: &str) -> Result<(String, PathBuf), String> {
+    match value.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+            Ok((name.to_owned(), PathBuf::from(path)))
+        }
+        _ => Err("expected NAME=PATH".into()),
+    }
+}
+
+impl ServeArgs {
+    /// What must hold of a configuration before the runner starts serving:
+    /// the checks clap's parsers cannot make on one value alone.
+    ///
+    /// Values are quoted in errors (`{:?}`): a path or a name can hold any
+    /// character, and a newline in one must not break the one-line error
+    /// (found by the `runner_flags` fuzz target).
+    pub fn check(&self) -> Result<()> {
+        if self.component.is_none() {
+            bail!("a component is required");
+        }
+        if self.max_concurrent_requests == 0 {
+            bail!("--max-concurrent-requests must be at least 1");
+        }
+        for dir in &self.dirs {
+            if !dir.host.is_dir() {
+                bail!("--dir {:?}: not a directory", dir.host);
+            }
+        }
+        // One value per name: a variable set twice would depend on the order.
+        // A linear scan, as there are a handful: a hash set cost the image's
+        // runner 20 KB.
+        let names = self.env.iter().map(|(name, _)| name);
+        let mut seen = Vec::new();
+        for name in names.chain(self.env_from_file.iter().map(|(name, _)| name)) {
+            if seen.contains(&name) {
+                bail!("the guest environment variable {name:?} is set twice");
+            }
+            seen.push(name);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn check(args: &[&str]) -> Result<()> {
+        let cli = Cli::try_parse_from(std::iter::once("runner").chain(args.iter().copied()))
+            .expect("the arguments parse");
+        cli.serve.check()
+    }
+
+    /// Found by the `runner_flags` fuzz target: a path with a newline broke
+    /// the error into two lines.
+    #[test]
+    fn errors_stay_on_one_line_whatever_the_values() {
+        let error = check(&["--dir", "/no\nsuch::/x", "c.wasm"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(error, r#"--dir "/no\nsuch": not a directory"#);
+        let error = check(&["--env", "A\nB=1", "--env", "A\nB=2", "c.wasm"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            r#"the guest environment variable "A\nB" is set twice"#
+        );
+    }
+
+    #[test]
+    fn a_configuration_that_passes_is_usable() {
+        check(&[
+            "--dir",
+            "/tmp::/key",
+            "--env",
+            "A=1",
+            "--env-from-file",
+            "B=/k",
+            "c.wasm",
+        ])
+        .unwrap();
+        let error = check(&["--max-concurrent-requests", "0", "c.wasm"]).unwrap_err();
+        assert!(error.to_string().contains("at least 1"), "{error}");
+        let error = check(&["--env", "A", "--env-from-file", "A=/k", "c.wasm"]).unwrap_err();
+        assert!(error.to_string().contains("set twice"), "{error}");
+    }
+}
