@@ -403,6 +403,21 @@ mod tests {
         assert!(verified.content_type.starts_with("text/plain"));
     }
 
+    /// Found while fuzzing (`service_request`): JSON allows a lone surrogate
+    /// escape in a string (RFC 8259, section 8.2). In a field the contract
+    /// ignores it changes nothing; in the username it cannot become a Rust
+    /// string, and is the client's error (serde_json calls it a syntax
+    /// error), never a 500.
+    #[test]
+    fn lone_surrogates_are_ignored_or_a_400() {
+        let body = br#"{"username": "a", "password": "p", "extra": "\udc00"}"#;
+        assert_eq!(call(Endpoint::Creator, "POST", "/create", body).status, 200);
+        let body = br#"{"username": "\ud800", "password": "p"}"#;
+        let response = call(Endpoint::Creator, "POST", "/create", body);
+        assert_eq!(response.status, 400);
+        assert_eq!(error_of(&response).error, "malformed_json");
+    }
+
     #[test]
     fn bad_json_and_missing_fields_are_400_with_a_reason() {
         for (body, code, needle) in [
