@@ -19,11 +19,16 @@ rustup component add rustfmt clippy
 
 step "format"
 cargo fmt --all -- --check
+cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 
 step "lint (host, wasm32-wasip2, and the compiler-less runner the images ship)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest -- -D warnings
 cargo clippy --locked -p runner --no-default-features -- -D warnings
+# The fuzz crate is a workspace of its own (cargo fuzz builds it with
+# coverage flags); checked in the main target directory, whose dependencies
+# it shares.
+CARGO_TARGET_DIR=target cargo clippy --locked --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
 
 step "build the components the tests serve"
 cargo build --locked --release --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest
@@ -35,6 +40,9 @@ python3 -m pip install --quiet --disable-pip-version-check \
 
 step "Rust unit and integration tests"
 cargo test --locked --workspace
+
+step "fuzzing: every target for a bounded time, failing on any finding (scripts/fuzz.sh)"
+scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-45}"
 
 if ! $only_rust; then
     step "API description against the live services; containers: images, docker compose, Kubernetes manifests and pods"

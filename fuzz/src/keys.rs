@@ -1,0 +1,74 @@
+//! Keys for fuzz inputs: arbitrary ones, and the fixed ones the seed corpus
+//! was signed with.
+
+use arbitrary::Arbitrary;
+use token_contract::{KeyError, Keys, SigningKey};
+
+/// A well-formed key file's contents made from 64 arbitrary bytes: 128
+/// lowercase hex characters, as keycreator writes them.
+#[derive(Arbitrary, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyBytes(pub [u8; 64]);
+
+impl KeyBytes {
+    /// The key file's contents, which are also the HMAC key.
+    pub fn file_contents(&self) -> Vec<u8> {
+        hex(&self.0).into_bytes()
+    }
+
+    pub fn signing_key(&self) -> SigningKey {
+        SigningKey::from_file_contents(&self.file_contents())
+            .expect("128 lowercase hex characters are a key")
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key id our services put in `kid`, computed here from its definition
+/// (first 8 bytes of SHA-256 over the key file's contents, in hex), not by
+/// the code under test.
+pub fn expected_kid(file_contents: &[u8]) -> String {
+    hex(&hmac_sha256::Hash::hash(file_contents)[..8])
+}
+
+/// The current key of the seed corpus: SHA-512 of "fuzz-current" in hex, as
+/// keycreator would write it for `KEY=fuzz-current` (see `fuzz/seeds.py`).
+pub const SEED_CURRENT_KEY: &[u8; 128] =
+    b"39147a8482cb09bb5a73e3254cc36a4024431b66a9daa638d3bfc860c60ea4e3\
+eaaae20ce1749126803df269a66bc90ac6b9288cc706b8245ee5f463bfe67eb6";
+
+/// The previous key of the seed corpus (`KEY=fuzz-previous`).
+pub const SEED_PREVIOUS_KEY: &[u8; 128] =
+    b"b449b36fcc1c0a03e2efac612eb1004c801a1be76da2d9e53902d76f5eb08503\
+7bd9e09aa295089be10696b9cf9762505ba9dbe0feebde1c659ac5d82ef1027a";
+
+/// Keys as a host hands them to the contract, fixed for one input.
+pub struct FixedKeys {
+    pub current: Result<SigningKey, KeyError>,
+    pub previous: Result<Option<SigningKey>, KeyError>,
+}
+
+impl FixedKeys {
+    pub fn valid(current: SigningKey, previous: Option<SigningKey>) -> Self {
+        Self {
+            current: Ok(current),
+            previous: Ok(previous),
+        }
+    }
+
+    /// Whether every key the services may need is usable: then no request
+    /// may be answered with a 5xx.
+    pub fn all_usable(&self) -> bool {
+        self.current.is_ok() && self.previous.is_ok()
+    }
+}
+
+impl Keys for FixedKeys {
+    fn current(&self) -> Result<SigningKey, KeyError> {
+        self.current.clone()
+    }
+    fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
+        self.previous.clone()
+    }
+}
