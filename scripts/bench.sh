@@ -10,9 +10,10 @@
 # --no-access-log, --fs-on-blocking-pool and --metrics-addr variants, the
 # runner on the floor component (scripts/bench/floor: answers "ok", so it
 # costs what the runner itself costs), `wasmtime serve` 48.0.8 on the same
-# .wasm, a Go net/http + golang-jwt server of the same contract
-# (scripts/bench/go-baseline: what users of the reference run today), and
-# native-server (hyper, no Wasm: the ceiling). POST /create
+# .wasm, Spin (`spin up` of spin.toml, same .wasm and key; only when a Spin
+# CLI is given, see SPIN below), a Go net/http + golang-jwt server of the same
+# contract (scripts/bench/go-baseline: what users of the reference run today),
+# and native-server (hyper, no Wasm: the ceiling). POST /create
 # and POST /verifier under wrk at 32 connections and at 1 connection; then, in
 # the full mode, the floor, the runner's services and Go loaded in turn, a few
 # seconds each (CPU ratios from neighbouring runs); memory; start-up;
@@ -35,7 +36,10 @@
 #                        to go idle before runs (default 900; 0 = never wait)
 #   --duration S, --duration-c1 S, --reps N, --startup-reps N, --only ID,...
 #                        override the mode's defaults (harness debugging)
-# Environment: WASMTIME=path/to/wasmtime to use another wasmtime 48.0.8 binary.
+# Environment: WASMTIME=path/to/wasmtime to use another wasmtime 48.0.8 binary;
+#   SPIN=path/to/spin (or `spin` on PATH) adds Spin to the tables and the
+#   runner's ratio to it to the targets. Never installed here; without it the
+#   report says Spin was not measured.
 #
 # Exit status: 0 when every measurement ran, whatever the numbers; non-zero only
 # when the harness breaks (a build fails, a server never comes up or breaks the
@@ -154,6 +158,15 @@ if ! wasmtime_ok "$WASMTIME"; then
     fi
 fi
 
+# --- Spin (optional, never installed) ----------------------------------------
+SPIN=${SPIN:-$(command -v spin || true)}
+if [ -n "$SPIN" ]; then
+    "$SPIN" --version >/dev/null 2>&1 || die "SPIN=$SPIN does not run"
+    log "measuring $("$SPIN" --version | head -1) too"
+else
+    log "no Spin CLI (SPIN=/path/to/spin or spin on PATH): Spin is not measured"
+fi
+
 # --- key ---------------------------------------------------------------------
 KEYDIR=$WORK/key
 mkdir -p "$KEYDIR"
@@ -162,7 +175,7 @@ KEY=benchmark-secret KEY_FILE=$KEYDIR/key.txt "$KEYCREATOR" >/dev/null
 # --- measure -----------------------------------------------------------------
 [ "$QUICK" = 1 ] && HARNESS_ARGS+=(--quick)
 exec "$PYTHON" "$ROOT/scripts/bench/harness.py" \
-    --root "$ROOT" --runner "$RUNNER" --runner-musl "$RUNNER_MUSL" --native "$NATIVE" --wasmtime "$WASMTIME" \
+    --root "$ROOT" --runner "$RUNNER" --runner-musl "$RUNNER_MUSL" --native "$NATIVE" --wasmtime "$WASMTIME" --spin "$SPIN" \
     --go "$GO_BASELINE" --floor-cwasm "$CWASM_DIR/bench_floor.cwasm" \
     --wasm-dir "$WASM_DIR" --cwasm-dir "$CWASM_DIR" --keydir "$KEYDIR" \
     --workdir "$WORK" --out "$OUT" ${HARNESS_ARGS[@]+"${HARNESS_ARGS[@]}"}

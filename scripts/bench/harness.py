@@ -36,7 +36,7 @@ CREATE_BODY = '{"username":"testname","password":"pass"}'
 TOKEN_TTL = "86400"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # Measured again without pinning: the runner, its floor, and what it is compared with.
-UNPINNED_SYSTEMS = ("runner-aot", "floor", "wasmtime", "go", "native")
+UNPINNED_SYSTEMS = ("runner-aot", "floor", "wasmtime", "spin", "go", "native")
 
 FAILURES: list[str] = []
 
@@ -62,7 +62,7 @@ class System:
         self.guest_reads_key = guest_reads_key
         self.binary = binary  # a runner binary other than cfg.runner
         self.label = label
-        self.kind = kind  # runner | floor | wasmtime | go | native
+        self.kind = kind  # runner | floor | wasmtime | spin | go | native
         self.artifact = artifact  # wasm | cwasm (runner)
         self.flags = list(flags)
         self.variant = variant  # a design-choice variant of the runner
@@ -88,6 +88,11 @@ class System:
             return [cfg.wasmtime, "serve", "-Scli", "--dir", f"{keydir}::/usr/share/key",
                     "--env", f"TOKEN_TTL_SECONDS={TOKEN_TTL}", "--addr", addr,
                     str(Path(cfg.wasm_dir) / f"{endpoint}.wasm")]
+        if self.kind == "spin":
+            # The repository's spin.toml with the same .wasm and key (see
+            # spin_app): one listener serves both routes, whichever is loaded.
+            return [cfg.spin, "up", "--from", str(Path(cfg.spin_app) / "spin.toml"),
+                    "--listen", addr, "--env", f"TOKEN_TTL_SECONDS={TOKEN_TTL}"]
         if self.kind == "go":
             return [cfg.go, "--endpoint", endpoint, "--addr", addr,
                     "--key-file", str(Path(keydir) / "key.txt")]
@@ -96,10 +101,25 @@ class System:
                     "--key-file", str(Path(keydir) / "key.txt")]
         raise ValueError(self.kind)
 
-    def env(self):
+    def probe(self, endpoint: str) -> tuple[str, str, int]:
+        """The request that says the server is up: (method, path, status)."""
+        if self.kind == "spin":
+            # Spin routes only /create and /verifier: the component answering
+            # its own 405 shows that Spin serves and instantiates it.
+            return ("GET", "/create" if endpoint == "creator" else "/verifier", 405)
+        return ("GET", "/healthz", 200)
+
+    def env(self, cfg=None):
         env = dict(os.environ)
         env["TOKEN_TTL_SECONDS"] = TOKEN_TTL  # native-server reads it directly
         env.setdefault("RUST_LOG", "warn")
+        if self.kind == "spin" and cfg is not None:
+            # `spin up` copies the components' files (the key) into a
+            # temporary directory, and keeps the components compiled by
+            # wasmtime in its cache (XDG_CACHE_HOME, else ~/.cache): keep
+            # both under the work directory, not in the user's home.
+            env["TMPDIR"] = str(Path(cfg.spin_app) / "tmp")
+            env["XDG_CACHE_HOME"] = str(Path(cfg.spin_app) / "cache")
         return env
 
 
@@ -127,6 +147,8 @@ def all_systems(cfg) -> list[System]:
         systems.insert(1, System("floor", "runner AOT, floor component", "floor"))
     if cfg.wasmtime:
         systems.append(System("wasmtime", f"`wasmtime serve` {cfg.wasmtime_version}", "wasmtime"))
+    if cfg.spin:
+        systems.append(System("spin", f"Spin {cfg.spin_version} (`spin up`)", "spin"))
     if cfg.go:
         systems.append(System("go", "Go net/http + golang-jwt", "go"))
     systems.append(System("native", "native-server (hyper)", "native"))
@@ -158,15 +180,17 @@ def http_call(port, method, path, body=None, timeout=5.0):
         conn.close()
 
 
-def wait_healthy(port, deadline_s, proc=None, poll_sleep=0.0005):
-    """Polls GET /healthz until 200; returns seconds waited or None."""
+def wait_healthy(port, deadline_s, proc=None, poll_sleep=0.0005, probe=("GET", "/healthz", 200)):
+    """Polls GET /healthz (or `probe`: method, path, status) until it answers
+    as expected; returns seconds waited or None."""
+    method, path, expected = probe
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < deadline_s:
         if proc is not None and proc.poll() is not None:
             return None
         try:
-            status, _ = http_call(port, "GET", "/healthz", timeout=2.0)
-            if status == 200:
+            status, _ = http_call(port, method, path, timeout=2.0)
+            if status == expected:
                 return time.perf_counter() - t0
         except (OSError, http.client.HTTPException):
             pass
@@ -174,35 +198,68 @@ def wait_healthy(port, deadline_s, proc=None, poll_sleep=0.0005):
     return None
 
 
+def signal_server(proc: subprocess.Popen, sig):
+    """Servers run in their own session: signal the whole process group, so
+    that children (`spin up` runs its trigger as one) stop with them."""
+    try:
+        os.killpg(proc.pid, sig)
+    except OSError:
+        proc.send_signal(sig)
+
+
 def stop(proc: subprocess.Popen, grace=5.0):
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    signal_server(proc, signal.SIGTERM)
     try:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        signal_server(proc, signal.SIGKILL)
         proc.wait()
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (one process for every server but Spin,
+    whose `spin up` runs the HTTP trigger as a child process)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
 def proc_status_kib(pid: int) -> dict:
+    """VmRSS and VmHWM summed over the server's process tree."""
     out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-    except OSError:
-        pass
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out[key] = out.get(key, 0) + int(value.split()[0])
+        except OSError:
+            pass
     return out
 
 
 def proc_cpu_ticks(pid: int) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
-    except (OSError, IndexError, ValueError):
-        return 0
+    """utime + stime of the server's process tree."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
 
 
 def system_cpu_ticks() -> tuple[int, int]:
@@ -324,15 +381,16 @@ def start_server(cfg, system: System, endpoint: str):
     # The runner's default access log goes to /dev/null, as asked: logging
     # stays on, its cost is measured, the terminal is not flooded.
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=errlog,
-                            env=system.env(), start_new_session=True)
+                            env=system.env(cfg), start_new_session=True)
     try:
-        waited = wait_healthy(port, cfg.server_start_timeout, proc, poll_sleep=0.01)
+        waited = wait_healthy(port, cfg.server_start_timeout, proc, poll_sleep=0.01,
+                              probe=system.probe(endpoint))
     except BaseException:
         stop(proc)
         raise
     if waited is None:
         stop(proc)
-        fail(f"{system.label} ({endpoint}) never answered GET /healthz with 200 "
+        fail(f"{system.label} ({endpoint}) never answered {' '.join(map(str, system.probe(endpoint)))} "
              f"within {cfg.server_start_timeout}s; see {errlog.name}\n  command: {' '.join(cmd)}")
         return None
     time.sleep(0.2)  # let start-up settle before sampling idle memory
@@ -491,14 +549,16 @@ def measure_startup(cfg, system: System, reps: int):
         cmd = pinned(system.command(cfg, "creator", port), cfg.server_cpu)
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=system.env(), start_new_session=True)
+                                env=system.env(cfg), start_new_session=True)
         try:
-            waited = wait_healthy(port, cfg.server_start_timeout, proc)
+            waited = wait_healthy(port, cfg.server_start_timeout, proc,
+                                  probe=system.probe("creator"))
             t1 = time.perf_counter()
         finally:
             stop(proc)
         if waited is None:
-            fail(f"start-up: {system.label} never answered /healthz")
+            fail(f"start-up: {system.label} never answered "
+                 f"{' '.join(map(str, system.probe('creator')))}")
             return None
         if i > 0:
             times.append(t1 - t0)
@@ -599,6 +659,7 @@ def machine(cfg) -> dict:
         "rustc": cmd_out(["rustc", "--version"]),
         "wrk": wrk_version,
         "wasmtime": cfg.wasmtime_version or "not installed",
+        "spin": cfg.spin_version or "not given",
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
     }
 
@@ -675,6 +736,18 @@ def report(cfg, results, unpinned, interleaved, startup, containers, images, mac
       "guest reading the key file itself are measured as variants. `wasmtime serve` (whose "
       "guest reads the key file) runs as "
       "`wasmtime serve -Scli --dir KEYDIR::/usr/share/key --env TOKEN_TTL_SECONDS=… --addr …`.")
+    if cfg.spin:
+        w(f"- Spin {cfg.spin_version} runs the repository's `spin.toml` with the same `.wasm` and "
+          "key directory: `spin up --from spin.toml --listen 127.0.0.1:PORT --env "
+          "TOKEN_TTL_SECONDS=…`; one listener serves both routes (started once per endpoint "
+          "table), its guests read the key file (copied at start-up), and its CPU and memory are "
+          "those of `spin up` and the trigger process it runs, summed. It is up when the "
+          "component answers `GET` on its route with its own 405 (Spin routes no `/healthz`). "
+          "Spin compiles the components at start-up and keeps them in its wasmtime cache "
+          "(under the work directory): the uncounted first start-up fills it, later ones "
+          "load from it.")
+    else:
+        w("- Spin: not measured (give `SPIN=/path/to/spin` or put `spin` on PATH to add it).")
     w("- *server CPU µs/req*: CPU time (user+sys) the server process used during the run divided "
       "by requests served; it does not depend on how the load generator shares the machine. "
       "*other CPU*: share of all CPUs used by processes other than the server and wrk during "
@@ -781,7 +854,10 @@ def report(cfg, results, unpinned, interleaved, startup, containers, images, mac
     w("## Memory")
     w("")
     w("RSS from `/proc/PID/status`: *idle* after start-up and one `/healthz`; *end of load* "
-      "(VmRSS) right after the last 32-connection round; *peak* is VmHWM at that point. MiB.")
+      "(VmRSS) right after the last 32-connection round; *peak* is VmHWM at that point. MiB."
+      + (" Spin: `spin up` and its trigger process summed, with both components loaded, "
+         "*idle* after one `GET` on the route instead (405)."
+         if cfg.spin else ""))
     w("")
     w("| System | creator idle | creator end of load | creator peak | verifier idle | "
       "verifier end of load | verifier peak |")
@@ -895,6 +971,18 @@ def report(cfg, results, unpinned, interleaved, startup, containers, images, mac
         ratio_row(f"{endpoint}: runner ≥ 1.0× Go req/s (unpinned, both cores)",
                   get(unpinned, "runner-aot", endpoint, "c32", "rps"),
                   get(unpinned, "go", endpoint, "c32", "rps"), 1.0)
+    if cfg.spin:
+        # Pinned runs give each server one core: req/s there is req/s per core.
+        for endpoint in ("creator", "verifier"):
+            a = get(results, "runner-aot", endpoint, "c32", "rps")
+            b = get(results, "spin", endpoint, "c32", "rps")
+            ca = get(results, "runner-aot", endpoint, "c32", "server_cpu_us_per_req")
+            cb = get(results, "spin", endpoint, "c32", "server_cpu_us_per_req")
+            per_core = "per core (pinned, one core each)" if cfg.server_cpu is not None else \
+                "(unpinned: both cores)"
+            shown = (f"{ratio(a, b)} ({a:,.0f} / {b:,.0f} req/s; CPU µs/req "
+                     f"{cb:.1f} / {ca:.1f} = {ratio(cb, ca)})" if a and b and ca and cb else None)
+            ratio_row(f"{endpoint}: runner ≥ 4.0× Spin req/s {per_core}", a, b, 4.0, shown=shown)
     for endpoint in ("creator", "verifier"):
         p99 = get(results, "runner-aot", endpoint, "c32", "p99")
         w(f"| {endpoint}: p99 ≤ 5 ms at 32 connections{' (pinned: server on 1 core)' if cfg.server_cpu is not None else ''} | "
@@ -942,6 +1030,22 @@ def report(cfg, results, unpinned, interleaved, startup, containers, images, mac
 # --------------------------------------------------------------------------
 
 
+def spin_app(cfg) -> Path:
+    """An application directory for `spin up`: the repository's spin.toml, the
+    components where it expects them and a copy of the key directory, so that
+    Spin's `.spin/` state and copies stay under the work directory."""
+    app = Path(cfg.workdir) / "spin-app"
+    shutil.rmtree(app, ignore_errors=True)
+    wasm = app / "target" / "wasm32-wasip2" / "release"
+    wasm.mkdir(parents=True)
+    (app / "tmp").mkdir()
+    shutil.copy(cfg.root / "spin.toml", app / "spin.toml")
+    for name in ("creator", "verifier"):
+        shutil.copy(Path(cfg.wasm_dir) / f"{name}.wasm", wasm / f"{name}.wasm")
+    shutil.copytree(cfg.keydir, app / "key")
+    return app
+
+
 def _terminate(signum, _frame):
     # Unwind through the `finally` blocks so every server started is stopped.
     raise SystemExit(128 + signum)
@@ -958,6 +1062,7 @@ def main() -> int:
                     help="the runner as built for the images (static musl, no compiler)")
     ap.add_argument("--native", required=True)
     ap.add_argument("--wasmtime", default="")
+    ap.add_argument("--spin", default="", help="a Spin CLI (spin up serves spin.toml)")
     ap.add_argument("--go", default="", help="the Go baseline server (scripts/bench/go-baseline)")
     ap.add_argument("--floor-cwasm", default="", help="the floor component, precompiled")
     ap.add_argument("--wasm-dir", required=True)
@@ -1000,6 +1105,10 @@ def main() -> int:
     if cfg.wasmtime:
         cfg.wasmtime_version = cmd_out([cfg.wasmtime, "--version"]).split(" (")[0].replace("wasmtime ", "")
     Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
+    cfg.spin_version = ""
+    if cfg.spin:
+        cfg.spin_version = cmd_out([cfg.spin, "--version"]).split(" (")[0].replace("spin ", "")
+        cfg.spin_app = spin_app(cfg)
 
     systems = all_systems(cfg)
     if cfg.only:
@@ -1012,7 +1121,8 @@ def main() -> int:
     for sid, label in (("runner-aot", "runner AOT (.cwasm)"),
                        ("runner-aot-musl", "runner AOT, static musl (image build)"),
                        ("runner-jit", "runner JIT (.wasm)"),
-                       ("native", "native-server"), ("wasmtime", "`wasmtime serve` (.wasm)")):
+                       ("native", "native-server"), ("wasmtime", "`wasmtime serve` (.wasm)"),
+                       ("spin", "`spin up` (.wasm; to the creator's 405 on GET /create)")):
         s = next((x for x in systems if x.id == sid), None)
         if s is None:
             continue
