@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jwt
@@ -109,6 +110,7 @@ class Server:
     """A host serving the contract on 127.0.0.1:port: POST /create and /verifier."""
 
     port: int
+    process: subprocess.Popen
 
     def post(self, path: str, body: bytes | str) -> Reply:
         return request(self.port, "POST", path, body.encode() if isinstance(body, str) else body)
@@ -121,6 +123,21 @@ class Server:
 
     def verify(self, token: str) -> Reply:
         return self.post("/verifier", json.dumps({"token": token}))
+
+    def wait_serving(self, path: str, status: int, timeout: float, failure: Callable[[], str]):
+        """Polls GET `path` until it answers `status`; stops the server and
+        raises with `failure()` if the process exits or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if request(self.port, "GET", path).status == status:
+                    return
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(failure())
+            time.sleep(0.05)
 
 
 def spin_env(home: Path) -> dict[str, str]:
@@ -152,18 +169,10 @@ class Spin(Server):
             start_new_session=True,
         )
         self.logfile = Path(self.log.name)
-        deadline = time.monotonic() + 180  # Spin compiles both components at start-up
-        while True:
-            try:
-                # The creator itself answers (405): Spin serves and instantiates it.
-                if request(self.port, "GET", "/create").status == 405:
-                    break
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"spin up did not serve:\n{self.logfile.read_text()}")
-            time.sleep(0.1)
+        # The creator itself answers (405): Spin serves and instantiates it.
+        # Spin compiles both components at start-up, hence the time allowed.
+        self.wait_serving("/create", 405, 180,
+                          lambda: f"spin up did not serve:\n{self.logfile.read_text()}")
 
     def stop(self):
         if self.process.poll() is None:
@@ -194,17 +203,8 @@ class Runner(Server):
              "--env-from-file", f"SIGNING_KEY={keydir / 'key.txt'}", component],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if request(self.port, "GET", "/healthz").status == 200:
-                    break
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"runner did not start: {self.process.stderr.read().decode()}")
-            time.sleep(0.05)
+        self.wait_serving("/healthz", 200, 60,
+                          lambda: f"runner did not start: {self.process.stderr.read().decode()}")
 
     def stop(self):
         self.process.kill()
