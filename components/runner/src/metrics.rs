@@ -4,9 +4,8 @@
 //! Collection is off unless that flag is given: the server and the host hold
 //! an `Option<Arc<Metrics>>`, so a runner without it does no metrics work.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -25,6 +24,9 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::otel::DropReason;
+use crate::routes::{Route, Routes};
+
 /// The wasmtime this runner is built with (pinned with `=` in Cargo.toml;
 /// a test keeps the two in step).
 pub const WASMTIME_VERSION: &str = "48.0.8";
@@ -37,13 +39,9 @@ const LATENCY_BUCKETS: [f64; 17] = [
     1.0, 2.5, 5.0, 10.0,
 ];
 
-/// How many distinct paths get a `route` label of their own. Paths come
-/// from clients, so labelling each one would let a scanner create unbounded
-/// series; a component has a handful of routes.
-const MAX_ROUTES: usize = 32;
 /// The route label of requests the component answered 404.
 const UNMATCHED_ROUTE: &str = "unmatched";
-/// The route label of paths beyond [`MAX_ROUTES`].
+/// The route label of paths beyond [`crate::routes::MAX_ROUTES`].
 const OTHER_ROUTE: &str = "other";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,9 +120,9 @@ pub struct Metrics {
     requests_waiting: Gauge,
     guest_failures: Family<ReasonLabels, Counter>,
     body_rejections: Family<ReasonLabels, Counter>,
-    /// The route labels seen so far. Shared, so that labelling a request
-    /// with a known route clones a pointer rather than allocating.
-    routes: RwLock<HashSet<Arc<str>>>,
+    routes: Routes,
+    spans_exported: Counter,
+    spans_dropped: Family<ReasonLabels, Counter>,
     unmatched_route: Arc<str>,
     other_route: Arc<str>,
 }
@@ -182,6 +180,18 @@ impl Metrics {
             "Request bodies refused before the component ran: too_large, read_timeout, read_error",
             body_rejections.clone(),
         );
+        let spans_exported = Counter::default();
+        registry.register(
+            "trace_spans_exported",
+            "Spans the trace collector accepted (OpenTelemetry tracing)",
+            spans_exported.clone(),
+        );
+        let spans_dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "trace_spans_dropped",
+            "Spans lost: queue_full (the collector is too slow), export_failed, rejected by the collector",
+            spans_dropped.clone(),
+        );
         registry.register(
             "build",
             "The runner's version, its wasmtime and the component it serves",
@@ -199,7 +209,9 @@ impl Metrics {
             requests_waiting,
             guest_failures,
             body_rejections,
-            routes: RwLock::new(HashSet::new()),
+            routes: Routes::default(),
+            spans_exported,
+            spans_dropped,
             unmatched_route: UNMATCHED_ROUTE.into(),
             other_route: OTHER_ROUTE.into(),
         }
@@ -238,6 +250,18 @@ impl Metrics {
             .inc();
     }
 
+    pub fn record_spans_exported(&self, spans: u64) {
+        self.spans_exported.inc_by(spans);
+    }
+
+    pub fn record_spans_dropped(&self, reason: DropReason, spans: u64) {
+        self.spans_dropped
+            .get_or_create(&ReasonLabels {
+                reason: reason.label(),
+            })
+            .inc_by(spans);
+    }
+
     /// Marks a request as waiting for an instance slot until the guard drops.
     pub fn waiting_for_instance(&self) -> GaugeGuard {
         GaugeGuard::new(&self.requests_waiting)
@@ -248,26 +272,13 @@ impl Metrics {
         GaugeGuard::new(&self.instances_in_use)
     }
 
-    /// The route label for `path`: itself while fewer than [`MAX_ROUTES`]
-    /// paths have been seen, `unmatched` for a 404, `other` beyond the cap.
+    /// The route label for `path`: itself while it is one of the first
+    /// routes seen, `unmatched` for a 404, `other` beyond the cap.
     fn route_label(&self, path: &str, status: StatusCode) -> Arc<str> {
-        if status == StatusCode::NOT_FOUND {
-            return Arc::clone(&self.unmatched_route);
-        }
-        let known = self.routes.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(route) = known.get(path) {
-            return Arc::clone(route);
-        }
-        drop(known);
-        let mut known = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(route) = known.get(path) {
-            Arc::clone(route)
-        } else if known.len() < MAX_ROUTES {
-            let route: Arc<str> = path.into();
-            known.insert(Arc::clone(&route));
-            route
-        } else {
-            Arc::clone(&self.other_route)
+        match self.routes.classify(path, status) {
+            Route::Known(route) => route,
+            Route::Unmatched => Arc::clone(&self.unmatched_route),
+            Route::Other => Arc::clone(&self.other_route),
         }
     }
 
@@ -394,18 +405,17 @@ mod tests {
     }
 
     #[test]
-    fn routes_are_bounded_and_404s_are_unmatched() {
+    fn route_labels_name_unmatched_and_other_routes() {
         let metrics = Metrics::new("c.cwasm", 4);
         assert_eq!(
             &*metrics.route_label("/nope", StatusCode::NOT_FOUND),
             "unmatched"
         );
-        for i in 0..MAX_ROUTES {
-            let path = format!("/r{i}");
-            assert_eq!(*metrics.route_label(&path, StatusCode::OK), *path);
+        for i in 0..crate::routes::MAX_ROUTES {
+            metrics.route_label(&format!("/r{i}"), StatusCode::OK);
         }
         assert_eq!(&*metrics.route_label("/one-more", StatusCode::OK), "other");
-        assert_eq!(&*metrics.route_label("/r0", StatusCode::BAD_REQUEST), "/r0");
+        assert_eq!(&*metrics.route_label("/r0", StatusCode::OK), "/r0");
     }
 
     #[test]
