@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Serialize, Serializer};
 
+use crate::otel::context::hex;
+
 #[derive(Serialize)]
 struct Line<'a> {
     #[serde(serialize_with = "rfc3339_micros")]
@@ -24,14 +26,29 @@ struct Line<'a> {
     status: u16,
     micros: u64,
     target: &'static str,
+    /// The request's trace and span, when it is traced (OpenTelemetry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trace_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    span_id: Option<String>,
 }
 
 fn rfc3339_micros<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_rfc3339_micros(*time))
 }
 
+/// A traced request's trace ID and span ID.
+pub type TraceIds = ([u8; 16], [u8; 8]);
+
 /// The line for one request, newline included.
-fn line(method: &str, path: &str, status: u16, took: Duration, now: SystemTime) -> Vec<u8> {
+fn line(
+    method: &str,
+    path: &str,
+    status: u16,
+    took: Duration,
+    now: SystemTime,
+    trace: Option<TraceIds>,
+) -> Vec<u8> {
     let line = Line {
         timestamp: now,
         level: "INFO",
@@ -40,6 +57,8 @@ fn line(method: &str, path: &str, status: u16, took: Duration, now: SystemTime) 
         status,
         micros: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
         target: "access",
+        trace_id: trace.map(|(trace_id, _)| hex(&trace_id)),
+        span_id: trace.map(|(_, span_id)| hex(&span_id)),
     };
     let mut text = Vec::with_capacity(160);
     serde_json::to_writer(&mut text, &line).expect("strings and numbers serialize into memory");
@@ -49,8 +68,8 @@ fn line(method: &str, path: &str, status: u16, took: Duration, now: SystemTime) 
 
 /// Writes the access line of one request: `path` without its query string,
 /// and how long the request took until its response was ready.
-pub fn write(method: &str, path: &str, status: u16, took: Duration) {
-    let text = line(method, path, status, took, SystemTime::now());
+pub fn write(method: &str, path: &str, status: u16, took: Duration, trace: Option<TraceIds>) {
+    let text = line(method, path, status, took, SystemTime::now(), trace);
     // One `write` per line, under stdout's lock, so lines from two worker
     // threads never interleave (`tracing` writes the other lines the same
     // way). A closed stdout is no reason to fail the request.
@@ -64,7 +83,14 @@ mod tests {
     #[test]
     fn a_line_is_one_json_object_shaped_like_the_other_log_lines() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_898_412_055_503);
-        let text = line("POST", "/create", 200, Duration::from_micros(7304), now);
+        let text = line(
+            "POST",
+            "/create",
+            200,
+            Duration::from_micros(7304),
+            now,
+            None,
+        );
         assert_eq!(
             String::from_utf8(text).unwrap(),
             concat!(
@@ -78,9 +104,32 @@ mod tests {
 
     #[test]
     fn a_path_is_escaped_as_json() {
-        let text = line("GET", "/a\"b\\c", 404, Duration::ZERO, SystemTime::now());
+        let text = line(
+            "GET",
+            "/a\"b\\c",
+            404,
+            Duration::ZERO,
+            SystemTime::now(),
+            None,
+        );
         let parsed: serde_json::Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(parsed["path"], "/a\"b\\c");
         assert_eq!(parsed["micros"], 0);
+    }
+
+    #[test]
+    fn a_traced_request_names_its_trace_and_span() {
+        let ids = ([0xab; 16], [0x01; 8]);
+        let text = line(
+            "GET",
+            "/",
+            200,
+            Duration::ZERO,
+            SystemTime::now(),
+            Some(ids),
+        );
+        let parsed: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(parsed["trace_id"], "ab".repeat(16));
+        assert_eq!(parsed["span_id"], "01".repeat(8));
     }
 }

@@ -130,10 +130,122 @@ pub struct ServeArgs {
     #[arg(long)]
     pub perfmap: bool,
 
+    #[command(flatten)]
+    pub otel: OtelArgs,
+
     /// The component: a `.wasm` (compiled at start-up) or a `.cwasm` from
     /// `runner compile`.
     #[arg(required = true)]
     pub component: Option<PathBuf>,
+}
+
+/// OpenTelemetry tracing: one server span per request, exported over
+/// OTLP/HTTP (protobuf). Each flag mirrors the OpenTelemetry SDK's standard
+/// environment variable; tracing is off unless an endpoint is set.
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "OpenTelemetry tracing (off unless an endpoint is set)")]
+pub struct OtelArgs {
+    /// Base URL of an OTLP/HTTP collector (`/v1/traces` is appended), e.g.
+    /// http://otel-collector:4318.
+    #[arg(
+        long = "otlp-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub endpoint: Option<String>,
+
+    /// Full URL spans are sent to; overrides --otlp-endpoint.
+    #[arg(
+        long = "otlp-traces-endpoint",
+        env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub traces_endpoint: Option<String>,
+
+    /// Only `http/protobuf` is supported.
+    #[arg(
+        long = "otlp-protocol",
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        value_name = "PROTOCOL"
+    )]
+    pub protocol: Option<String>,
+
+    /// Headers sent with every export: KEY=VALUE,... (values percent-encoded).
+    #[arg(
+        long = "otlp-headers",
+        env = "OTEL_EXPORTER_OTLP_HEADERS",
+        value_name = "KEY=VALUE,..."
+    )]
+    pub headers: Option<String>,
+
+    /// How long one export may take before its spans are dropped, in milliseconds.
+    #[arg(
+        long = "otlp-timeout",
+        env = "OTEL_EXPORTER_OTLP_TIMEOUT",
+        value_name = "MS",
+        default_value_t = 10_000
+    )]
+    pub timeout_ms: u64,
+
+    /// `service.name` (default: the component's file name without extension).
+    #[arg(
+        long = "otel-service-name",
+        env = "OTEL_SERVICE_NAME",
+        value_name = "NAME"
+    )]
+    pub service_name: Option<String>,
+
+    /// More resource attributes: KEY=VALUE,... (values percent-encoded).
+    #[arg(
+        long = "otel-resource-attributes",
+        env = "OTEL_RESOURCE_ATTRIBUTES",
+        value_name = "KEY=VALUE,..."
+    )]
+    pub resource_attributes: Option<String>,
+
+    /// always_on, always_off, traceidratio, parentbased_always_on (default),
+    /// parentbased_always_off or parentbased_traceidratio.
+    #[arg(
+        long = "otel-traces-sampler",
+        env = "OTEL_TRACES_SAMPLER",
+        value_name = "SAMPLER"
+    )]
+    pub sampler: Option<String>,
+
+    /// The ratio of the *traceidratio samplers, from 0 to 1 (default 1).
+    #[arg(
+        long = "otel-traces-sampler-arg",
+        env = "OTEL_TRACES_SAMPLER_ARG",
+        value_name = "RATIO"
+    )]
+    pub sampler_arg: Option<String>,
+
+    /// Longest wait of a span in the queue before its batch is sent, in milliseconds.
+    #[arg(
+        long = "otel-bsp-schedule-delay",
+        env = "OTEL_BSP_SCHEDULE_DELAY",
+        value_name = "MS",
+        default_value_t = 5_000
+    )]
+    pub schedule_delay_ms: u64,
+
+    /// Spans that may wait for export; beyond it spans are dropped (and counted).
+    #[arg(
+        long = "otel-bsp-max-queue-size",
+        env = "OTEL_BSP_MAX_QUEUE_SIZE",
+        value_name = "SPANS",
+        default_value_t = 2048
+    )]
+    pub max_queue_size: usize,
+
+    /// Spans per export request.
+    #[arg(
+        long = "otel-bsp-max-export-batch-size",
+        env = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        value_name = "SPANS",
+        default_value_t = 512
+    )]
+    pub max_export_batch_size: usize,
 }
 
 fn parse_dir(value: &str) -> Result<DirMapping, String> {
@@ -167,6 +279,15 @@ fn parse_env_from_file(value: &str) -> Result<(String, PathBuf), String> {
     }
 }
 
+/// What a component is called in logs, metrics and traces: its file name
+/// without the extension (`/verifier.cwasm` is `verifier`).
+pub fn component_name(path: &std::path::Path) -> String {
+    path.file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
 impl ServeArgs {
     /// What must hold of a configuration before the runner starts serving:
     /// the checks clap's parsers cannot make on one value alone.
@@ -175,9 +296,9 @@ impl ServeArgs {
     /// character, and a newline in one must not break the one-line error
     /// (found by the `runner_flags` fuzz target).
     pub fn check(&self) -> Result<()> {
-        if self.component.is_none() {
+        let Some(component) = &self.component else {
             bail!("a component is required");
-        }
+        };
         if self.max_concurrent_requests == 0 {
             bail!("--max-concurrent-requests must be at least 1");
         }
@@ -197,6 +318,7 @@ impl ServeArgs {
             }
             seen.push(name);
         }
+        self.otel.config(&component_name(component))?;
         Ok(())
     }
 }

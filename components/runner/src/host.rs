@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -253,6 +253,12 @@ pub enum GuestError {
     Failed(wasmtime::Error),
 }
 
+/// A guest's response, and when its instance was ready if that was asked.
+pub struct Answer {
+    pub response: http::Response<WasiBody>,
+    pub instance_ready: Option<Instant>,
+}
+
 impl Host {
     /// Runs `request` on a fresh instance and returns its response, whose
     /// body the guest may still be writing.
@@ -262,10 +268,14 @@ impl Host {
     /// task is bounded by the request timeout as a whole (instantiation,
     /// answering, and writing the body), and dropping it drops the store, so
     /// a guest that never finishes is stopped at its next epoch tick.
+    ///
+    /// With `timed`, the answer says when the instance was ready (for the
+    /// request's trace span).
     pub async fn handle(
         &self,
         request: http::Request<Full<Bytes>>,
-    ) -> Result<http::Response<WasiBody>, GuestError> {
+        timed: bool,
+    ) -> Result<Answer, GuestError> {
         let permit = self.acquire_slot().await?;
         let in_use = self.metrics.as_ref().map(|m| m.instance_in_use());
         let mut store = self.new_store();
@@ -276,20 +286,21 @@ impl Host {
         // Set once the guest has answered: a failure after that cannot
         // reach the client as an error response any more, so it is logged.
         let responded = Arc::new(AtomicBool::new(false));
-        let outparam = {
-            let responded = responded.clone();
-            move |response| {
-                responded.store(true, Ordering::Relaxed);
-                // The receiver is gone if the client left; nothing to do.
-                let _ = answer.send(response);
-            }
-        };
         let task = tokio::spawn(async move {
             let run = async {
                 let proxy = pre
                     .instantiate_async(&mut store)
                     .await
                     .map_err(GuestError::Instantiation)?;
+                let instance_ready = timed.then(Instant::now);
+                let outparam = {
+                    let responded = responded.clone();
+                    move |response| {
+                        responded.store(true, Ordering::Relaxed);
+                        // The receiver is gone if the client left; nothing to do.
+                        let _ = answer.send((response, instance_ready));
+                    }
+                };
                 let mut http = store.data_mut().http();
                 let request = http
                     .new_incoming_request(Scheme::Http, request)
@@ -321,8 +332,11 @@ impl Host {
         });
 
         match answered.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(GuestError::Failed(wasmtime::format_err!(
+            Ok((Ok(response), instance_ready)) => Ok(Answer {
+                response,
+                instance_ready,
+            }),
+            Ok((Err(code), _)) => Err(GuestError::Failed(wasmtime::format_err!(
                 "the component answered with the error {code:?}"
             ))),
             // The guest's side is gone without an answer: its task says why.

@@ -15,7 +15,9 @@ pub mod file_env;
 mod file_watch;
 mod host;
 mod metrics;
+pub mod otel;
 mod probe;
+mod routes;
 mod server;
 
 use std::process::ExitCode;
@@ -30,6 +32,7 @@ use crate::engine::EngineOptions;
 use crate::file_env::FileEnvVar;
 use crate::host::{GuestSettings, Host};
 use crate::metrics::Metrics;
+use crate::otel::Tracer;
 use crate::server::ServerOptions;
 
 /// The `runner` program: parses the command line and runs what it asks for.
@@ -141,6 +144,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         request_timeout: args.request_timeout,
         fs_inline: !args.fs_on_blocking_pool,
     };
+    let trace_config = args.otel.config(&cli::component_name(&component_path))?;
     let metrics = args.metrics_addr.map(|_| {
         let name = component_path.file_name().unwrap_or_default();
         Arc::new(Metrics::new(
@@ -164,6 +168,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         access_log: !args.no_access_log
             && tracing::enabled!(target: "access", tracing::Level::INFO),
         metrics: metrics.clone(),
+        tracer: None,
     };
 
     // The ticker must outlive the runtime: a guest spinning in a loop only
@@ -179,12 +184,38 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        if let (Some(addr), Some(metrics)) = (args.metrics_addr, metrics) {
+        if let (Some(addr), Some(metrics)) = (args.metrics_addr, metrics.clone()) {
             let metrics_listener = metrics::bind(addr).await?;
             tracing::info!(addr = %metrics_listener.local_addr()?, "serving metrics at /metrics");
             tokio::spawn(metrics::serve(metrics_listener, metrics));
         }
-        server::serve(listener, host, options, shutdown).await
+        // The exporter runs on this runtime, beside the requests whose
+        // spans it sends; at shutdown it gets what is left of the drain's time.
+        let mut options = options;
+        let exporter = trace_config.map(|config| {
+            tracing::info!(endpoint = %config.endpoint, "exporting traces over OTLP/HTTP");
+            let (tracer, exporter) = Tracer::new(config, metrics.clone());
+            options.tracer = Some(tracer);
+            exporter.spawn()
+        });
+        let shutdown_timeout = options.shutdown_timeout;
+        let stopping = std::sync::Arc::new(std::sync::OnceLock::new());
+        let shutdown = {
+            let stopping = stopping.clone();
+            async move {
+                let signal = shutdown.await;
+                let _ = stopping.set(std::time::Instant::now());
+                signal
+            }
+        };
+        let served = server::serve(listener, host, options, shutdown).await;
+        if let Some(exporter) = exporter {
+            let spent = stopping.get().map_or(Duration::ZERO, |at| at.elapsed());
+            exporter
+                .shutdown(shutdown_timeout.saturating_sub(spent))
+                .await;
+        }
+        served
     });
     // The drain has already had its time; a task that still did not stop
     // is not worth waiting for.

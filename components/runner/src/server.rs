@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, Version, header};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -22,6 +24,7 @@ use wasmtime_wasi_http::WasiBody;
 use crate::access_log;
 use crate::host::{GuestError, Host};
 use crate::metrics::{BodyRejection, GuestFailure, Metrics};
+use crate::otel::{Phase, RequestSpan, Tracer};
 
 /// Limits and timeouts of the HTTP front.
 #[derive(Debug, Clone)]
@@ -38,6 +41,8 @@ pub struct ServerOptions {
     pub access_log: bool,
     /// Where requests are counted, if `--metrics-addr` is set.
     pub metrics: Option<Arc<Metrics>>,
+    /// Where requests' spans go, if tracing is on.
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 /// Clients get this long to send their request headers (slowloris guard).
@@ -70,7 +75,7 @@ pub async fn serve(
     let mut shutdown = std::pin::pin!(shutdown);
 
     let signal = loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             signal = &mut shutdown => break signal,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -99,7 +104,7 @@ pub async fn serve(
                     let server = server.clone();
                     move |request| {
                         let server = server.clone();
-                        async move { Ok::<_, Infallible>(server.respond(request).await) }
+                        async move { Ok::<_, Infallible>(server.respond(request, peer).await) }
                     }
                 }),
             );
@@ -125,22 +130,43 @@ pub async fn serve(
 }
 
 impl Server {
-    async fn respond(&self, request: hyper::Request<Incoming>) -> hyper::Response<WasiBody> {
+    async fn respond(
+        &self,
+        request: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> hyper::Response<WasiBody> {
         let start = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
-        let response = self.call_guest(request).await;
+        let tracer = self.options.tracer.as_deref();
+        let mut span = tracer.and_then(|tracer| tracer.start(&request, peer));
+        let response = self.call_guest(request, span.as_mut()).await;
         let took = start.elapsed();
         if let Some(metrics) = &self.options.metrics {
             metrics.record_request(&method, &path, response.status(), took);
         }
         if self.options.access_log {
-            access_log::write(method.as_str(), &path, response.status().as_u16(), took);
+            let ids = span.as_ref().map(|span| (span.trace_id(), span.span_id()));
+            access_log::write(
+                method.as_str(),
+                &path,
+                response.status().as_u16(),
+                took,
+                ids,
+            );
+        }
+        if let (Some(tracer), Some(span)) = (tracer, span) {
+            let body_size = response.body().size_hint().exact();
+            tracer.finish(span, method, path, response.status(), body_size);
         }
         response
     }
 
-    async fn call_guest(&self, request: hyper::Request<Incoming>) -> hyper::Response<WasiBody> {
+    async fn call_guest(
+        &self,
+        request: hyper::Request<Incoming>,
+        mut span: Option<&mut RequestSpan>,
+    ) -> hyper::Response<WasiBody> {
         let limit = self.options.max_body_bytes;
         let (mut parts, body) = request.into_parts();
         let declared_too_large =
@@ -153,28 +179,52 @@ impl Server {
             Ok(Ok(body)) => body,
             Ok(Err(BodyError::TooLarge)) => {
                 self.count_body_rejection(BodyRejection::TooLarge);
+                if let Some(span) = span {
+                    span.fail(
+                        "body_too_large",
+                        format!("the request body exceeds the runner's limit of {limit} bytes"),
+                    );
+                }
                 return too_large(limit);
             }
             Ok(Err(BodyError::Read(error))) => {
                 self.count_body_rejection(BodyRejection::ReadError);
-                return error_response(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    &format!("could not read the request body: {error}"),
-                );
+                let detail = format!("could not read the request body: {error}");
+                if let Some(span) = span {
+                    span.fail("body_read_error", detail.clone());
+                }
+                return error_response(StatusCode::BAD_REQUEST, "bad_request", &detail);
             }
             Err(_elapsed) => {
                 self.count_body_rejection(BodyRejection::ReadTimeout);
+                if let Some(span) = span {
+                    span.fail(
+                        "body_read_timeout",
+                        format!("the request body did not arrive within {timeout:?}"),
+                    );
+                }
                 return body_timed_out(timeout);
             }
         };
+        if let Some(span) = span.as_deref_mut() {
+            span.mark(Phase::BodyRead);
+            span.set_request_body_size(body.len());
+        }
         if let Err(detail) = self.ensure_authority(&mut parts) {
             return error_response(StatusCode::BAD_REQUEST, "bad_request", detail);
         }
         let request = hyper::Request::from_parts(parts, Full::new(body));
-        match self.host.handle(request).await {
-            Ok(response) => response,
-            Err(error) => self.guest_failure(error),
+        match self.host.handle(request, span.is_some()).await {
+            Ok(answer) => {
+                if let Some(span) = span {
+                    if let Some(ready) = answer.instance_ready {
+                        span.mark_at(Phase::InstanceReady, ready);
+                    }
+                    span.mark(Phase::GuestAnswered);
+                }
+                answer.response
+            }
+            Err(error) => self.guest_failure(error, span),
         }
     }
 
@@ -211,7 +261,30 @@ impl Server {
         }
     }
 
-    fn guest_failure(&self, error: GuestError) -> hyper::Response<WasiBody> {
+    fn guest_failure(
+        &self,
+        error: GuestError,
+        span: Option<&mut RequestSpan>,
+    ) -> hyper::Response<WasiBody> {
+        if let Some(span) = span {
+            match &error {
+                GuestError::Timeout => span.fail(
+                    "timeout",
+                    format!(
+                        "the component did not answer within {:?}",
+                        self.options.request_timeout
+                    ),
+                ),
+                GuestError::Instantiation(error) => span.fail(
+                    "instantiation",
+                    format!("the component could not be instantiated: {error:#}"),
+                ),
+                GuestError::Failed(error) => span.fail(
+                    "trap",
+                    format!("the component failed before it answered: {error:#}"),
+                ),
+            }
+        }
         match error {
             GuestError::Timeout => {
                 self.count_guest_failure(GuestFailure::Timeout);
