@@ -33,10 +33,10 @@ CARGO_TARGET_DIR=target cargo clippy --locked --manifest-path fuzz/Cargo.toml --
 step "build the components the tests serve"
 cargo build --locked --release --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest
 
-step "Python test dependencies (PyJWT for interop, pytest and friends for e2e, OpenAPI checks, bcrypt for the test registry's htpasswd)"
+step "Python test dependencies (PyJWT for interop, pytest and friends for e2e, OpenAPI checks, bcrypt for the test registry's htpasswd, the official OTLP protobuf definitions for the trace receiver)"
 python3 -m pip install --quiet --disable-pip-version-check \
     pyjwt pytest pyyaml kubernetes-validate prometheus-client bcrypt \
-    "openapi-spec-validator>=0.7,<1" "schemathesis>=4.32,<5"
+    "openapi-spec-validator>=0.7,<1" "schemathesis>=4.32,<5" "opentelemetry-proto>=1.30,<2"
 
 step "Rust unit and integration tests"
 cargo test --locked --workspace

@@ -10,93 +10,10 @@ count must be exact.
 from __future__ import annotations
 
 import http.client
-import socket
-import subprocess
 import threading
 import time
-from collections import defaultdict
-from pathlib import Path
 
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
-
-OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Runner:
-    def __init__(self, runner_bin: Path, component: Path, *args: str):
-        self.port, self.metrics_port = free_port(), free_port()
-        self.process = subprocess.Popen(
-            [
-                runner_bin,
-                "--addr", f"127.0.0.1:{self.port}",
-                "--metrics-addr", f"127.0.0.1:{self.metrics_port}",
-                "--no-access-log",
-                *args,
-                component,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                # Any answer means it serves (the test guest has no /healthz).
-                self.request("GET", "/healthz")
-                break
-            except OSError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"runner did not start: {self.process.stderr.read().decode()}")
-            time.sleep(0.05)
-
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request(method, path, body=body)
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
-
-    def stalled_upload(self) -> bytes:
-        """Declares a body, sends a part of it, then goes silent."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{\"user")
-            answer = b""
-            while chunk := sock.recv(4096):
-                answer += chunk
-            return answer
-
-    def scrape(self) -> tuple[str, str]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=10)
-        try:
-            connection.request("GET", "/metrics")
-            response = connection.getresponse()
-            assert response.status == 200
-            return response.getheader("Content-Type"), response.read().decode()
-        finally:
-            connection.close()
-
-    def samples(self) -> dict[str, dict[frozenset, float]]:
-        """sample name -> {frozenset(labels): value}, from the parsed exposition."""
-        content_type, text = self.scrape()
-        assert content_type == OPENMETRICS
-        samples: dict[str, dict[frozenset, float]] = defaultdict(dict)
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples[sample.name][frozenset(sample.labels.items())] = sample.value
-        return samples
-
-    def stop(self):
-        self.process.kill()
-        self.process.wait()
+from runner_process import Runner
 
 
 def labels(**kw) -> frozenset:
