@@ -319,6 +319,7 @@ fn known_method(method: &http::Method) -> Option<&'static str> {
 /// A span with the HTTP server semantic conventions' attributes
 /// (https://opentelemetry.io/docs/specs/semconv/http/http-spans/).
 fn to_proto(span: FinishedSpan) -> proto::Span {
+    let facts = span.facts;
     let method = known_method(&span.method);
     let mut attributes = vec![
         KeyValue::string("http.request.method", method.unwrap_or("_OTHER")),
@@ -328,14 +329,14 @@ fn to_proto(span: FinishedSpan) -> proto::Span {
         KeyValue::string("network.protocol.name", "http"),
         KeyValue::string(
             "network.protocol.version",
-            if span.version == Version::HTTP_10 {
+            if facts.version == Version::HTTP_10 {
                 "1.0"
             } else {
                 "1.1"
             },
         ),
-        KeyValue::string("client.address", span.client.ip().to_string()),
-        KeyValue::int("client.port", i64::from(span.client.port())),
+        KeyValue::string("client.address", facts.client.ip().to_string()),
+        KeyValue::int("client.port", i64::from(facts.client.port())),
     ];
     if method.is_none() {
         attributes.push(KeyValue::string(
@@ -346,7 +347,7 @@ fn to_proto(span: FinishedSpan) -> proto::Span {
     if let Some(route) = &span.route {
         attributes.push(KeyValue::string("http.route", route.as_ref()));
     }
-    if let Some(authority) = span
+    if let Some(authority) = facts
         .server_address
         .as_deref()
         .and_then(|a| a.parse::<http::uri::Authority>().ok())
@@ -356,19 +357,19 @@ fn to_proto(span: FinishedSpan) -> proto::Span {
             attributes.push(KeyValue::int("server.port", i64::from(port)));
         }
     }
-    if let Some(size) = span.request_body_size {
+    if let Some(size) = facts.request_body_size {
         attributes.push(KeyValue::int("http.request.body.size", size as i64));
     }
     if let Some(size) = span.response_body_size {
         attributes.push(KeyValue::int("http.response.body.size", size as i64));
     }
-    if let Some(agent) = span.user_agent {
+    if let Some(agent) = facts.user_agent {
         attributes.push(KeyValue::string("user_agent.original", agent));
     }
     // A server span is an error for a 5xx, or when the runner refused or
     // failed the request (the reason says which); 4xx answers are the
     // client's errors and leave the status unset.
-    let status = match span.error {
+    let status = match facts.error {
         Some(error) => {
             attributes.push(KeyValue::string("error.type", error.kind));
             Some(proto::Status {
@@ -400,7 +401,7 @@ fn to_proto(span: FinishedSpan) -> proto::Span {
             })
         })
         .collect();
-    let (parent_span_id, trace_state, flags) = match span.parent {
+    let (parent_span_id, trace_state, flags) = match facts.parent {
         Some(parent) => (
             parent.span_id.to_vec(),
             parent.trace_state.unwrap_or_default(),
@@ -409,13 +410,13 @@ fn to_proto(span: FinishedSpan) -> proto::Span {
         None => (Vec::new(), String::new(), SAMPLED),
     };
     proto::Span {
-        trace_id: span.trace_id.to_vec(),
-        span_id: span.span_id.to_vec(),
+        trace_id: facts.trace_id.to_vec(),
+        span_id: facts.span_id.to_vec(),
         trace_state,
         parent_span_id,
         name,
         kind: proto::SpanKind::Server as i32,
-        start_time_unix_nano: span.start_unix_nanos,
+        start_time_unix_nano: facts.start_unix_nanos,
         end_time_unix_nano: span.end_unix_nanos,
         attributes,
         events,

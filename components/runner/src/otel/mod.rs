@@ -53,6 +53,7 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// In the order they happen; `phase as usize` indexes arrays of them.
     const ALL: [Self; 3] = [Self::BodyRead, Self::InstanceReady, Self::GuestAnswered];
 
     fn name(self) -> &'static str {
@@ -79,12 +80,17 @@ const MAX_ERROR_MESSAGE: usize = 1024;
 
 /// A request being traced.
 pub struct RequestSpan {
+    facts: SpanFacts,
+    start: Instant,
+    phases: [Option<Instant>; 3],
+}
+
+/// What a span records while its request runs, and keeps when it ends.
+struct SpanFacts {
     trace_id: [u8; 16],
     span_id: [u8; 8],
     parent: Option<RemoteParent>,
-    start: Instant,
     start_unix_nanos: u64,
-    phases: [Option<Instant>; 3],
     error: Option<SpanError>,
     request_body_size: Option<u64>,
     client: SocketAddr,
@@ -95,11 +101,11 @@ pub struct RequestSpan {
 
 impl RequestSpan {
     pub fn trace_id(&self) -> [u8; 16] {
-        self.trace_id
+        self.facts.trace_id
     }
 
     pub fn span_id(&self) -> [u8; 8] {
-        self.span_id
+        self.facts.span_id
     }
 
     pub fn mark(&mut self, phase: Phase) {
@@ -111,7 +117,7 @@ impl RequestSpan {
     }
 
     pub fn set_request_body_size(&mut self, bytes: usize) {
-        self.request_body_size = Some(bytes as u64);
+        self.facts.request_body_size = Some(bytes as u64);
     }
 
     /// Sets the span's status to error.
@@ -124,30 +130,22 @@ impl RequestSpan {
             }
             message.truncate(end);
         }
-        self.error = Some(SpanError { kind, message });
+        self.facts.error = Some(SpanError { kind, message });
     }
 }
 
 /// All the exporter needs to know of a finished request; encoded to
 /// protobuf off the request path.
 pub struct FinishedSpan {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent: Option<RemoteParent>,
-    start_unix_nanos: u64,
+    facts: SpanFacts,
     end_unix_nanos: u64,
+    /// When each [`Phase`] happened, if it did.
     events: [Option<u64>; 3],
-    error: Option<SpanError>,
     method: Method,
     path: String,
     route: Option<Arc<str>>,
     status: StatusCode,
-    request_body_size: Option<u64>,
     response_body_size: Option<u64>,
-    client: SocketAddr,
-    server_address: Option<String>,
-    user_agent: Option<String>,
-    version: Version,
 }
 
 impl Tracer {
@@ -183,18 +181,20 @@ impl Tracer {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Some(RequestSpan {
-            trace_id,
-            span_id: random_id(),
-            parent,
+            facts: SpanFacts {
+                trace_id,
+                span_id: random_id(),
+                parent,
+                start_unix_nanos: unix_nanos(SystemTime::now()),
+                error: None,
+                request_body_size: None,
+                client,
+                server_address,
+                user_agent,
+                version: request.version(),
+            },
             start: Instant::now(),
-            start_unix_nanos: unix_nanos(SystemTime::now()),
             phases: [None; 3],
-            error: None,
-            request_body_size: None,
-            client,
-            server_address,
-            user_agent,
-            version: request.version(),
         })
     }
 
@@ -213,31 +213,19 @@ impl Tracer {
             Route::Unmatched | Route::Other => None,
         };
         let end = Instant::now();
+        let start_unix_nanos = span.facts.start_unix_nanos;
         let at = |instant: Instant| {
-            span.start_unix_nanos + instant.saturating_duration_since(span.start).as_nanos() as u64
+            start_unix_nanos + instant.saturating_duration_since(span.start).as_nanos() as u64
         };
-        let mut events = [None; 3];
-        for phase in Phase::ALL {
-            events[phase as usize] = span.phases[phase as usize].map(at);
-        }
         let finished = FinishedSpan {
-            trace_id: span.trace_id,
-            span_id: span.span_id,
             end_unix_nanos: at(end),
-            start_unix_nanos: span.start_unix_nanos,
-            parent: span.parent,
-            events,
-            error: span.error,
+            events: span.phases.map(|phase| phase.map(at)),
+            facts: span.facts,
             method,
             path,
             route,
             status,
-            request_body_size: span.request_body_size,
             response_body_size,
-            client: span.client,
-            server_address: span.server_address,
-            user_agent: span.user_agent,
-            version: span.version,
         };
         if self.queue.try_send(finished).is_err()
             && let Some(metrics) = &self.metrics
