@@ -483,10 +483,28 @@ def test_namespace_default_deny_both_directions():
     assert deny, "need a default-deny policy selecting all pods for Ingress and Egress"
 
 
-def test_no_egress_is_allowed():
-    # The services call nothing, not even DNS.
-    for np in network_policies():
-        assert not np["spec"].get("egress"), np["metadata"]["name"]
+OTLP_RULE = {
+    "to": [{"namespaceSelector": {"matchLabels": {"wasm-jwt/otel-collector": "true"}}}],
+    "ports": [{"protocol": "TCP", "port": 4318}],
+}
+DNS_RULE = {
+    "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+}
+
+
+def test_egress_reaches_only_a_labelled_trace_collector_and_the_cluster_dns():
+    # The services call nothing but a trace collector (OTLP/HTTP, when
+    # tracing is on), whose name the cluster DNS resolves.
+    egress = [(np["metadata"]["name"], np["spec"]["podSelector"], np["spec"]["egress"])
+              for np in network_policies() if np["spec"].get("egress")]
+    assert len(egress) == 1, egress
+    _, selector, rules = egress[0]
+    for app in APP_NAMES:
+        labels = deployment(app)["spec"]["template"]["metadata"]["labels"]
+        assert label_selector_matches(selector, labels), app
+    assert rules == [OTLP_RULE, DNS_RULE]
 
 
 def ingress_rules(app: str) -> list[dict]:
