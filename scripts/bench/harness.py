@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
+import http.server
 import json
 import os
 import platform
@@ -25,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -138,6 +140,14 @@ def all_systems(cfg) -> list[System]:
         # The images run with metrics on; the runner's default is off.
         System("runner-aot-metrics", "runner AOT `--metrics-addr` (as the images run)", "runner",
                "cwasm", ["--metrics-addr", "127.0.0.1:0"], variant=True),
+        # OpenTelemetry tracing on, exporting to a collector stand-in that
+        # accepts and discards (`discard_collector`): every request sampled,
+        # then a tenth of them.
+        System("runner-aot-otel", "runner AOT, tracing on (sampler ratio 1.0)", "runner", "cwasm",
+               ["--otlp-endpoint", cfg.collector_url], variant=True),
+        System("runner-aot-otel-0.1", "runner AOT, tracing on (sampler ratio 0.1)", "runner", "cwasm",
+               ["--otlp-endpoint", cfg.collector_url, "--otel-traces-sampler", "traceidratio",
+                "--otel-traces-sampler-arg", "0.1"], variant=True),
     ]
     if cfg.runner_musl:
         # The binary the images ship: static musl, no compiler, same .cwasm.
@@ -153,6 +163,28 @@ def all_systems(cfg) -> list[System]:
         systems.append(System("go", "Go net/http + golang-jwt", "go"))
     systems.append(System("native", "native-server (hyper)", "native"))
     return systems
+
+
+def discard_collector() -> str:
+    """An OTLP/HTTP endpoint that accepts every export and discards it (in a
+    thread of this process, on the load generator's side): what tracing
+    costs the runner, not what a collector costs. Returns its base URL."""
+    class Discard(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Discard)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
 
 
 # --------------------------------------------------------------------------
@@ -1110,6 +1142,7 @@ def main() -> int:
         cfg.spin_version = cmd_out([cfg.spin, "--version"]).split(" (")[0].replace("spin ", "")
         cfg.spin_app = spin_app(cfg)
 
+    cfg.collector_url = discard_collector()
     systems = all_systems(cfg)
     if cfg.only:
         keep = set(cfg.only.split(",")) | {"runner-aot"}

@@ -418,6 +418,68 @@ def test_key_rotation_under_load_rejects_no_valid_token(stack):
     assert token_kid(create_token()) == sha256_kid(KEY)
 
 
+def network_gateway() -> str:
+    """The host's address on the stack's network, which its containers reach."""
+    network = f"{PROJECT}_default"
+    return inspect_network(network)["IPAM"]["Config"][0]["Gateway"]
+
+
+def inspect_network(name: str) -> dict:
+    return json.loads(run(["docker", "network", "inspect", name]).stdout)[0]
+
+
+def traced_call(method: str, url: str, body: dict, traceparent: str):
+    data = json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", "traceparent": traceparent})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, resp.read().decode()
+
+
+def test_tracing_reaches_a_collector_with_the_callers_trace(stack, monkeypatch):
+    """compose.otel.yaml over the running stack: both services export to a
+    collector (the tests' OTLP receiver, on the host's address on the
+    compose network, standing in for the collector service, whose image
+    cannot be pulled here), continuing the caller's trace."""
+    sys.path.insert(0, str(ROOT / "tests" / "runner"))
+    from otlp_receiver import Receiver
+
+    receiver = Receiver(host=network_gateway())
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    OVERRIDE_FILES.append(str(ROOT / "compose.otel.yaml"))
+    try:
+        compose("up", "-d", "--no-build", timeout=120)
+        wait_healthy(time.monotonic() + HEALTH_TIMEOUT)
+        trace_id = os.urandom(16).hex()
+        caller = f"00-{trace_id}-{os.urandom(8).hex()}-01"
+        status, token = traced_call("POST", f"{CREATOR}/create",
+                                    {"username": "traced", "password": "pass"}, caller)
+        assert status == 200
+        status, user = traced_call("POST", f"{VERIFIER}/verifier", {"token": token.strip()}, caller)
+        assert (status, user.strip()) == (200, "traced")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ours = {resource["service.name"]: span for resource, _, span in receiver.spans()
+                    if span.trace_id.hex() == trace_id}
+            if len(ours) == 2:
+                break
+            time.sleep(0.1)
+        assert set(ours) == {"creator", "verifier"}, ours
+        assert ours["creator"].name == "POST /create"
+        assert ours["verifier"].name == "POST /verifier"
+        assert all(span.parent_span_id.hex() == caller.split("-")[2] for span in ours.values())
+        resources = {resource["service.name"]: resource for resource, _, _ in receiver.spans()}
+        assert resources["creator"]["deployment.environment.name"] == "compose"
+    finally:
+        OVERRIDE_FILES.remove(str(ROOT / "compose.otel.yaml"))
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+        # Back to the stack without tracing, for the tests after this one.
+        compose("up", "-d", "--no-build", timeout=120)
+        wait_healthy(time.monotonic() + HEALTH_TIMEOUT)
+        receiver.close()
+
+
 def test_zz_compose_down_is_fast(stack):
     """Runs last: the services exit on SIGTERM, well inside their 5 s grace period."""
     ids = {service: container_id(service) for service in SERVICES}
