@@ -21,8 +21,8 @@ mod routes;
 mod server;
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -32,7 +32,7 @@ use crate::engine::EngineOptions;
 use crate::file_env::FileEnvVar;
 use crate::host::{GuestSettings, Host};
 use crate::metrics::Metrics;
-use crate::otel::Tracer;
+use crate::otel::{Exporter, Tracer};
 use crate::server::ServerOptions;
 
 /// The `runner` program: parses the command line and runs what it asks for.
@@ -127,7 +127,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         max_memory_bytes: args.max_memory_bytes,
         perfmap: args.perfmap,
     })?;
-    let loading = std::time::Instant::now();
+    let loading = Instant::now();
     let component = engine::load_component(&engine, &component_path)?;
     let pre = host::pre_instantiate(&engine, &component)?;
     tracing::info!(
@@ -152,6 +152,12 @@ fn serve(args: ServeArgs) -> Result<()> {
             args.max_concurrent_requests,
         ))
     });
+    let (tracer, exporter) = trace_config
+        .map(|config| {
+            tracing::info!(endpoint = %config.endpoint, "exporting traces over OTLP/HTTP");
+            Tracer::new(config, metrics.clone())
+        })
+        .unzip();
     let host = Host::new(
         engine.clone(),
         pre,
@@ -168,7 +174,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         access_log: !args.no_access_log
             && tracing::enabled!(target: "access", tracing::Level::INFO),
         metrics: metrics.clone(),
-        tracer: None,
+        tracer,
     };
 
     // The ticker must outlive the runtime: a guest spinning in a loop only
@@ -191,20 +197,14 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         // The exporter runs on this runtime, beside the requests whose
         // spans it sends; at shutdown it gets what is left of the drain's time.
-        let mut options = options;
-        let exporter = trace_config.map(|config| {
-            tracing::info!(endpoint = %config.endpoint, "exporting traces over OTLP/HTTP");
-            let (tracer, exporter) = Tracer::new(config, metrics.clone());
-            options.tracer = Some(tracer);
-            exporter.spawn()
-        });
+        let exporter = exporter.map(Exporter::spawn);
         let shutdown_timeout = options.shutdown_timeout;
-        let stopping = std::sync::Arc::new(std::sync::OnceLock::new());
+        let stopping = Arc::new(OnceLock::new());
         let shutdown = {
             let stopping = stopping.clone();
             async move {
                 let signal = shutdown.await;
-                let _ = stopping.set(std::time::Instant::now());
+                let _ = stopping.set(Instant::now());
                 signal
             }
         };

@@ -166,6 +166,9 @@ fn key_values(list: &str, name: &str) -> Result<Vec<(String, String)>> {
     Ok(pairs)
 }
 
+/// Strict, unlike `percent-encoding`'s decoder, which passes a malformed
+/// `%zz` through as text: a mistyped value stops start-up instead of
+/// reaching every span.
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
