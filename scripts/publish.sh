@@ -3,7 +3,7 @@
 # whose entries are a linux/amd64 and a linux/arm64 image, so one reference
 # works on every node of a mixed-architecture cluster.
 #
-#   scripts/publish.sh REGISTRY[/NAMESPACE] [--tag TAG] [--kustomize DIR]
+#   scripts/publish.sh REGISTRY[/NAMESPACE] [--tag TAG] [--kustomize DIR [--pull-secret SECRET]]
 #
 #   scripts/publish.sh registry.example.com/team --tag 0.1.0
 #     -> registry.example.com/team/{keycreator,creator,verifier}:0.1.0
@@ -17,8 +17,10 @@
 #
 # Prints one line per image, `REGISTRY/NAMESPACE/NAME:TAG@sha256:...`, the
 # index's digest (pin that reference to get exactly these bytes).
-# --kustomize DIR writes DIR/kustomization.yaml: k8s/ with the three images
-# pointed at the registry and pinned by digest (`kubectl apply -k DIR`).
+# --kustomize DIR writes DIR/kustomization.yaml (scripts/kustomize-overlay.sh):
+# k8s/ with the three images pointed at the registry and pinned by digest,
+# without the placeholder Secret, which you create first (`kubectl apply -k
+# DIR`); --pull-secret SECRET gives the pods that image pull secret.
 #
 # Credentials: your existing login (`podman login` or `docker login`; the
 # REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR/containers/auth.json and
@@ -38,21 +40,28 @@ log() { printf '[publish] %s\n' "$*" >&2; }
 # Every failure is one line on stderr and a non-zero exit: 2 for a bad
 # command line, 1 for everything else.
 die() { printf 'publish.sh: error: %s\n' "$1" >&2; exit "${2:-1}"; }
-usage_error() { die "$1 (usage: scripts/publish.sh REGISTRY[/NAMESPACE] [--tag TAG] [--kustomize DIR])" 2; }
+usage_error() { die "$1 (usage: scripts/publish.sh REGISTRY[/NAMESPACE] [--tag TAG] [--kustomize DIR [--pull-secret SECRET]])" 2; }
 
 # --- command line -------------------------------------------------------------------
 
-prefix="" tag=$VERSION kustomize_dir=""
+prefix="" tag=$VERSION kustomize_dir="" pull_secret=""
+set_option() {
+    case "$1" in
+        --tag) tag=$2 ;;
+        --kustomize) kustomize_dir=$2 ;;
+        --pull-secret) pull_secret=$2 ;;
+    esac
+}
 while [ $# -gt 0 ]; do
     case "$1" in
-        --tag | --kustomize)
+        --tag | --kustomize | --pull-secret)
             [ $# -ge 2 ] && [ -n "$2" ] && [[ "$2" != -* ]] || usage_error "$1 needs a value"
-            if [ "$1" = --tag ]; then tag=$2; else kustomize_dir=$2; fi
+            set_option "$1" "$2"
             shift 2 ;;
-        --tag=* | --kustomize=*)
+        --tag=* | --kustomize=* | --pull-secret=*)
             value=${1#*=}
             [ -n "$value" ] || usage_error "${1%%=*} needs a value"
-            if [[ "$1" == --tag=* ]]; then tag=$value; else kustomize_dir=$value; fi
+            set_option "${1%%=*}" "$value"
             shift ;;
         -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         -*) usage_error "unknown option $1" ;;
@@ -78,6 +87,11 @@ if [[ "$registry" != *.* && "$registry" != *:* && "$registry" != localhost ]]; t
 fi
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] ||
     usage_error "'$tag' is not a valid tag: letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-'"
+if [ -n "$pull_secret" ]; then
+    [ -n "$kustomize_dir" ] || usage_error "--pull-secret goes into the overlay: give --kustomize DIR too"
+    [[ "$pull_secret" =~ ^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$ ]] ||
+        usage_error "'$pull_secret' is not a Secret name: lowercase letters, digits, '-' and '.'"
+fi
 
 for tool in docker podman skopeo; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (on Debian: apt-get install $tool)"
@@ -182,19 +196,9 @@ done
 
 if [ -n "$kustomize_dir" ]; then
     [[ "$kustomize_dir" == /* ]] || kustomize_dir=$caller_dir/$kustomize_dir
-    mkdir -p "$kustomize_dir" || die "cannot create $kustomize_dir"
-    base=$(realpath --relative-to="$kustomize_dir" "$PWD/k8s")
-    {
-        printf '# Written by scripts/publish.sh: k8s/ with the images published to %s,\n' "$prefix"
-        printf '# pinned by digest. kubectl apply -k %s\n' "$kustomize_dir"
-        printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n'
-        printf 'resources:\n  - %s\n' "$base"
-        printf 'images:\n'
-        for name in "${NAMES[@]}"; do
-            # The digest alone: some runtimes refuse a reference with both.
-            printf '  - name: wasm-jwt/%s # %s/%s:%s\n    newName: %s/%s\n    digest: %s\n' \
-                "$name" "$prefix" "$name" "$tag" "$prefix" "$name" "${digests[$name]}"
-        done
-    } >"$kustomize_dir/kustomization.yaml"
-    log "wrote $kustomize_dir/kustomization.yaml"
+    overlay_args=("$kustomize_dir" "$prefix" --tag "$tag")
+    for name in "${NAMES[@]}"; do overlay_args+=(--digest "$name=${digests[$name]}"); done
+    [ -z "$pull_secret" ] || overlay_args+=(--pull-secret "$pull_secret")
+    scripts/kustomize-overlay.sh "${overlay_args[@]}" || die "cannot write the overlay in $kustomize_dir"
+    log "wrote $kustomize_dir/kustomization.yaml (no Secret: create signing-key before applying it)"
 fi

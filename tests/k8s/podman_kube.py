@@ -200,10 +200,12 @@ def _podman_secret_json(secret: dict[str, Any]) -> str:
 
 
 def make_podman_copy(docs: list[Doc], apps: dict[str, tuple[str, int, int]],
-                     workdir: Path, suffix: str, pull_policy: str = "Never") -> PodmanCopy:
+                     workdir: Path, suffix: str, pull_policy: str = "Never",
+                     secret: dict[str, Any] | None = None) -> PodmanCopy:
     """Write the adapted copy of the Deployments (and secret, conf) into workdir.
     pull_policy: "Never" for images loaded from docker, anything else to pull
-    them from their registry."""
+    them from their registry. secret: the Secret the operator created, for
+    docs that leave it out (a registry overlay); else the one in docs."""
     prefix = f"{E2E_PREFIX}-{suffix}"
     secret_name = f"{prefix}-{SECRET_NAME}"
     deployments, volumes, pods = [], [], {}
@@ -253,7 +255,9 @@ def make_podman_copy(docs: list[Doc], apps: dict[str, tuple[str, int, int]],
     kube_file = workdir / "deployments.yaml"
     kube_file.write_text(yaml.safe_dump_all(deployments, sort_keys=False))
     secret_file = workdir / "secret.json"
-    secret_file.write_text(_podman_secret_json(one(docs, "Secret", SECRET_NAME).body))
+    if secret is None:
+        secret = one(docs, "Secret", SECRET_NAME).body
+    secret_file.write_text(_podman_secret_json(secret))
     secret_file.chmod(0o600)
     return PodmanCopy(
         workdir=workdir, kube_file=kube_file, secret_name=secret_name, secret_file=secret_file,

@@ -98,3 +98,70 @@ def test_kubectl_apply_f_skips_the_base(tmp_path):
     # mirrors that); the extensionless name keeps the Kustomization out.
     assert BASE not in manifest_files()
     assert all(isinstance(doc, Doc) and doc.kind != "Kustomization" for doc in load_docs())
+
+
+# --- the overlay scripts/kustomize-overlay.sh writes (publish.sh --kustomize) ---
+
+OVERLAY_SCRIPT = K8S_DIR.parent / "scripts" / "kustomize-overlay.sh"
+DIGESTS = {name: "sha256:" + f"{i:x}" * 64 for i, name in enumerate(("keycreator", "creator", "verifier"), 1)}
+
+
+def write_script_overlay(directory: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(OVERLAY_SCRIPT), str(directory), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+@pytest.fixture(scope="module")
+def script_overlay(tmp_path_factory) -> list[dict]:
+    directory = tmp_path_factory.mktemp("script-overlay") / "deploy" / "prod"
+    args = [REGISTRY, "--tag", "1.2.3", "--pull-secret", "regcred"]
+    for name, digest in DIGESTS.items():
+        args += ["--digest", f"{name}={digest}"]
+    proc = write_script_overlay(directory, *args)
+    assert proc.returncode == 0, proc.stderr
+    return kustomize(directory)
+
+
+def test_the_registry_overlay_never_deploys_the_placeholder_secret(script_overlay):
+    """k8s/10-secret.yaml's placeholder KEY is printed in this repository:
+    applied to a real cluster it would sign tokens anyone can forge, and
+    re-applying it would reset a real key. The operator creates the Secret."""
+    assert [body for body in script_overlay if body["kind"] == "Secret"] == []
+    assert "CHANGE-ME" not in yaml.safe_dump_all(script_overlay)
+    # Everything else of the base is there, unchanged in kind and name.
+    files = {key(doc.body) for doc in load_docs() if doc.kind != "Secret"}
+    assert {key(body) for body in script_overlay} == files
+
+
+def test_the_registry_overlay_pins_digests_and_names_the_pull_secret(script_overlay):
+    assert images(script_overlay) == {f"{REGISTRY}/{name}@{digest}" for name, digest in DIGESTS.items()}
+    for body in script_overlay:
+        if body["kind"] == "Deployment":
+            assert pod_spec(body)["imagePullSecrets"] == [{"name": "regcred"}], body["metadata"]["name"]
+
+
+@pytest.mark.parametrize("version", schema.VERSIONS)
+def test_the_registry_overlay_is_valid_strict(script_overlay, version):
+    for body in script_overlay:
+        schema._validate(body, version)
+
+
+def test_the_registry_overlay_by_tag_without_a_pull_secret(tmp_path):
+    proc = write_script_overlay(tmp_path / "o", REGISTRY, "--tag", "2.0")
+    assert proc.returncode == 0, proc.stderr
+    rendered = kustomize(tmp_path / "o")
+    assert images(rendered) == {f"{REGISTRY}/{name}:2.0" for name in DIGESTS}
+    assert not any("imagePullSecrets" in pod_spec(body) for body in rendered if body["kind"] == "Deployment")
+    assert [body for body in rendered if body["kind"] == "Secret"] == []
+
+
+@pytest.mark.parametrize("args", [[], [REGISTRY, "--digest", "creator=sha256:12"],
+                                  [REGISTRY, "--digest", "other=" + DIGESTS["creator"]],
+                                  [REGISTRY, "--pull-secret", "Not_A_Name"], [REGISTRY, "--tag"],
+                                  [REGISTRY, "--bogus"], ["https://registry.example.com"]])
+def test_the_overlay_script_refuses_bad_arguments_in_one_line(tmp_path, args):
+    proc = write_script_overlay(tmp_path / "o", *args)  # [] leaves out the registry
+    assert proc.returncode == 2, proc
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("kustomize-overlay.sh: error: ")
+    assert not (tmp_path / "o" / "kustomization.yaml").exists()

@@ -456,6 +456,13 @@ def test_overlay_output_is_valid_strict(rendered, version):
         schema._validate(doc.body, version)
 
 
+def test_overlay_never_deploys_the_placeholder_secret(rendered):
+    """The operator creates the Secret before applying the overlay; the
+    placeholder KEY of k8s/10-secret.yaml must never reach a cluster."""
+    assert [doc.kind for doc in rendered if doc.kind == "Secret"] == []
+    assert "CHANGE-ME" not in yaml.safe_dump_all([doc.body for doc in rendered])
+
+
 def test_pods_run_from_images_pulled_from_the_registry(published, rendered, client_env, tmp_path):
     """The rendered Deployments run with `podman kube play`, which pulls every
     image from the registry by digest (none is in podman's store before)."""
@@ -463,8 +470,11 @@ def test_pods_run_from_images_pulled_from_the_registry(published, rendered, clie
         reference = f"{published['prefix']}/{name}@{published['digests'][name]}"
         run(["podman", "rmi", "--force", reference], check=False)
     podman_kube.remove_leftovers()
+    # The Secret as the operator creates it, before the overlay is applied.
+    operator_secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "signing-key"},
+                       "stringData": {"KEY": secrets.token_hex(32)}}
     copy = podman_kube.make_podman_copy(rendered, EXPECTED_APPS, tmp_path / "podman", secrets.token_hex(4),
-                                        pull_policy="IfNotPresent")
+                                        pull_policy="IfNotPresent", secret=operator_secret)
     copy.extra_env = {"REGISTRY_AUTH_FILE": client_env["REGISTRY_AUTH_FILE"]}
     try:
         try:
