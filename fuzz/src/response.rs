@@ -13,8 +13,8 @@ pub fn documented_codes(status: u16) -> &'static [&'static str] {
         404 => &["not_found"],
         405 => &["method_not_allowed"],
         413 => &["payload_too_large"],
-        500 => &["internal", "misconfigured"],
-        503 => &["key_unavailable", "not_ready"],
+        500 => &["internal"],
+        503 => &["key_unavailable", "not_ready", "misconfigured"],
         _ => &[],
     }
 }

@@ -1,25 +1,40 @@
-//! keycreator: turns the `KEY` secret into the signing key file, then exits.
+//! keycreator: turns the `KEY` secret into the key files, then exits.
 //!
 //! It runs once before the services start (an init container, or a compose
-//! service the others depend on). It writes the lowercase hex SHA-512 of
-//! `KEY` followed by a newline byte, which is exactly what the reference
-//! `echo "$KEY" | sha512sum | head -c 128` prints, so keys and tokens stay
-//! compatible with the reference system.
+//! service the others depend on). What it writes depends on `TOKEN_ALG`,
+//! which the services must be given too:
 //!
-//! Key rotation: with `KEY_PREVIOUS` set (the secret being retired), it also
-//! writes `previous-key.txt` in the directory of `KEY_FILE`, same format;
-//! verifiers accept that key too until the window closes. The previous file is
-//! written before `key.txt`, each atomically, so a verifier reading between
-//! the two never lacks the key of a token a creator already issued. With
-//! `KEY_PREVIOUS` unset or empty, a `previous-key.txt` left by an earlier run
-//! is removed: that is how the window closes where the key volume persists.
+//! - `HS256` (the default): `KEY_FILE` holds the lowercase hex SHA-512 of
+//!   `KEY` followed by a newline byte, which is exactly what the reference
+//!   `echo "$KEY" | sha512sum | head -c 128` prints, so keys and tokens stay
+//!   compatible with the reference system. With `KEY_PREVIOUS` set (the
+//!   secret being retired), it also writes `previous-key.txt` in the same
+//!   directory, same format; verifiers accept that key too until the window
+//!   closes. The previous file is put in place before `key.txt`, so a
+//!   verifier reading between the two never lacks the key of a token a
+//!   creator already issued.
+//! - `EdDSA` or `ES256`: a key pair derived from the same hash
+//!   (`token_contract::PrivateKey::derive`, versioned and documented there),
+//!   written as `jwks.json`, the public keys (current, then `KEY_NEXT`'s,
+//!   then `KEY_PREVIOUS`'s), and, only with `KEYS_FOR=creator`,
+//!   `signing-key.json`, the private key that signs. `KEYS_FOR=verifier`
+//!   writes public keys only: a verifier holds nothing that could sign.
+//!   `jwks.json` is put in place first, so a key is published before it
+//!   signs.
 //!
-//! Exit codes: 0 written, 1 `KEY` unset or empty (or bad usage), 2 a file
-//! could not be written or removed. Errors are one line on stderr; the keys
-//! and the secrets are never printed. Both files are staged before either is
-//! put in place, so a directory that cannot take them is left untouched.
+//! Files of the other family, or of the other role, left in the directory by
+//! an earlier run are removed: a directory holds exactly what its service
+//! needs now (where the key volume persists, as in compose, that is also how
+//! a rotation window closes, and how a secret leaves a verifier's volume).
+//!
+//! Exit codes: 0 written, 1 a setting is missing or wrong (or bad usage), 2 a
+//! file could not be written or removed. Errors are one line on stderr; the
+//! secrets and private keys are never printed (key ids are). Every file is
+//! staged before any is put in place, so a directory that cannot take them
+//! is left untouched.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
 use std::fs::{self, Permissions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -28,22 +43,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use sha2::{Digest, Sha512};
-
-const DEFAULT_KEY_FILE: &str = "/usr/share/key/key.txt";
-
-/// Must match `token_contract::key::PREVIOUS_KEY_FILE_NAME` (the CLI tests
-/// and the runner's rotation tests pin both to this name); not a dependency,
-/// to keep JWT code out of this static binary.
-const PREVIOUS_KEY_FILE_NAME: &str = "previous-key.txt";
+use token_contract::jwk::{JWKS_FILE_NAME, SIGNING_JWK_FILE_NAME};
+use token_contract::key::{DEFAULT_KEY_FILE, PREVIOUS_KEY_FILE_NAME};
+use token_contract::{Algorithm, PrivateKey, PublicKeySet};
 
 /// Owner and group may read; nobody may write. The services run as the
 /// same user as keycreator (or share its group through `fsGroup`).
 const KEY_FILE_MODE: u32 = 0o440;
 
-const USAGE: &str = "usage: keycreator (reads KEY and optional KEY_PREVIOUS, writes the key file at KEY_FILE, default /usr/share/key/key.txt, and previous-key.txt next to it)";
+const USAGE: &str = "usage: keycreator (reads KEY, and optional KEY_PREVIOUS, KEY_NEXT, TOKEN_ALG, KEYS_FOR; writes the key files next to KEY_FILE, default /usr/share/key/key.txt)";
 
 fn main() -> ExitCode {
-    match std::env::args_os().nth(1).as_deref().map(|a| a.as_bytes()) {
+    match std::env::args_os().nth(1).as_deref().map(OsStr::as_bytes) {
         None => {}
         Some(b"-h" | b"--help") => {
             println!("{USAGE}");
@@ -58,70 +69,172 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-
-    let Some(secret) = std::env::var_os("KEY").filter(|k| !k.is_empty()) else {
-        eprintln!("keycreator: KEY is not set or empty; set KEY to the signing secret");
-        return ExitCode::from(1);
+    let plan = match Settings::from_env().and_then(|settings| settings.plan()) {
+        Ok(plan) => plan,
+        Err(why) => {
+            eprintln!("keycreator: {why}");
+            return ExitCode::from(1);
+        }
     };
-    let previous_secret = std::env::var_os("KEY_PREVIOUS").filter(|k| !k.is_empty());
-    let path = std::env::var_os("KEY_FILE")
-        .filter(|p| !p.is_empty())
-        .map_or_else(|| PathBuf::from(DEFAULT_KEY_FILE), PathBuf::from);
-    // `with_file_name` would quietly replace a directory name: insist on a file.
-    if path.as_os_str().as_bytes().ends_with(b"/")
-        || path
-            .file_name()
-            .is_none_or(|name| name == PREVIOUS_KEY_FILE_NAME)
-    {
-        eprintln!(
-            "keycreator: KEY_FILE must name a file other than {PREVIOUS_KEY_FILE_NAME}, got {}",
-            path.display()
-        );
-        return ExitCode::from(1);
+    match plan.carry_out() {
+        Ok(done) => {
+            println!("keycreator: {}", done.join(", "));
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("keycreator: {why}");
+            ExitCode::from(2)
+        }
     }
-    let previous_path = path.with_file_name(PREVIOUS_KEY_FILE_NAME);
+}
 
-    // Write order: the previous key first, then the current one.
-    let mut files = Vec::new();
-    if let Some(previous_secret) = &previous_secret {
-        files.push((&previous_path, previous_secret));
+/// Which service the key directory is for (`KEYS_FOR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Signs: gets the private key (EdDSA, ES256).
+    Creator,
+    /// Verifies: gets public keys only (EdDSA, ES256).
+    Verifier,
+}
+
+/// What the environment asks for.
+struct Settings {
+    alg: Algorithm,
+    role: Option<Role>,
+    secret: OsString,
+    previous: Option<OsString>,
+    next: Option<OsString>,
+    key_file: PathBuf,
+}
+
+/// An environment variable's value, with empty meaning unset.
+fn var(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|value| !value.is_empty())
+}
+
+impl Settings {
+    fn from_env() -> Result<Self, String> {
+        let secret = var("KEY").ok_or("KEY is not set or empty; set KEY to the signing secret")?;
+        let alg = Algorithm::from_lookup(|name| {
+            std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+        })
+        .map_err(|e| e.to_string())?;
+        let role = match var("KEYS_FOR").as_deref().map(OsStr::as_bytes) {
+            None => None,
+            Some(b"creator") => Some(Role::Creator),
+            Some(b"verifier") => Some(Role::Verifier),
+            Some(other) => {
+                return Err(format!(
+                    "KEYS_FOR must be creator or verifier, got {:?}",
+                    String::from_utf8_lossy(other)
+                ));
+            }
+        };
+        let key_file =
+            var("KEY_FILE").map_or_else(|| PathBuf::from(DEFAULT_KEY_FILE), PathBuf::from);
+        // `with_file_name` would quietly replace a directory name: insist on
+        // a file, and on one that is not another key file's name.
+        let reserved = [
+            PREVIOUS_KEY_FILE_NAME,
+            JWKS_FILE_NAME,
+            SIGNING_JWK_FILE_NAME,
+        ];
+        if key_file.as_os_str().as_bytes().ends_with(b"/")
+            || key_file
+                .file_name()
+                .is_none_or(|name| reserved.iter().any(|r| name == OsStr::new(r)))
+        {
+            return Err(format!(
+                "KEY_FILE must name a file other than {}, got {}",
+                reserved.join(", "),
+                key_file.display()
+            ));
+        }
+        let settings = Self {
+            alg,
+            role,
+            secret,
+            previous: var("KEY_PREVIOUS"),
+            next: var("KEY_NEXT"),
+            key_file,
+        };
+        settings.check()?;
+        Ok(settings)
     }
-    files.push((&path, &secret));
 
-    // Stage every file first: a directory that cannot take them stays untouched.
-    let mut staged = Vec::new();
-    for (path, secret) in files {
-        match stage_key_file(path, &key_file_contents(secret)) {
-            Ok(file) => staged.push((path, file)),
-            Err(e) => {
-                eprintln!("keycreator: cannot write {}: {e}", path.display());
-                return ExitCode::from(2);
+    fn check(&self) -> Result<(), String> {
+        if self.alg.is_asymmetric() && self.role.is_none() {
+            return Err(format!(
+                "TOKEN_ALG={} needs KEYS_FOR=creator (private and public keys, for the creator) \
+                 or KEYS_FOR=verifier (public keys only)",
+                self.alg
+            ));
+        }
+        if !self.alg.is_asymmetric() && self.next.is_some() {
+            return Err(
+                "KEY_NEXT publishes a key before it signs, which only EdDSA and ES256 do; \
+                 HS256 rotates with KEY_PREVIOUS alone"
+                    .into(),
+            );
+        }
+        for (name, other) in [("KEY_PREVIOUS", &self.previous), ("KEY_NEXT", &self.next)] {
+            if other.as_ref() == Some(&self.secret) {
+                return Err(format!("{name} is the same secret as KEY"));
             }
         }
-    }
-    let mut done = Vec::new();
-    for (path, file) in staged {
-        if let Err(e) = file.persist(path) {
-            eprintln!("keycreator: cannot write {}: {}", path.display(), e.error);
-            return ExitCode::from(2);
+        if self.next.is_some() && self.next == self.previous {
+            return Err("KEY_NEXT is the same secret as KEY_PREVIOUS".into());
         }
-        done.push(format!("wrote {}", path.display()));
+        Ok(())
     }
-    if previous_secret.is_none() {
-        match fs::remove_file(&previous_path) {
-            Ok(()) => done.push(format!("removed {}", previous_path.display())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                eprintln!(
-                    "keycreator: cannot remove {} (KEY_PREVIOUS is unset): {e}",
-                    previous_path.display()
-                );
-                return ExitCode::from(2);
+
+    fn sibling(&self, name: &str) -> PathBuf {
+        self.key_file.with_file_name(name)
+    }
+
+    /// The files to write, in the order they are put in place, and the
+    /// files to remove.
+    fn plan(&self) -> Result<Plan, String> {
+        let mut plan = Plan::default();
+        let hs256_files = [self.sibling(PREVIOUS_KEY_FILE_NAME), self.key_file.clone()];
+        let asymmetric_files = [
+            self.sibling(JWKS_FILE_NAME),
+            self.sibling(SIGNING_JWK_FILE_NAME),
+        ];
+        if !self.alg.is_asymmetric() {
+            // Write order: the previous key first, then the current one.
+            match &self.previous {
+                Some(previous) => plan.write(&hs256_files[0], key_file_contents(previous)),
+                None => plan.remove(&hs256_files[0]),
             }
+            plan.write(&hs256_files[1], key_file_contents(&self.secret));
+            asymmetric_files.iter().for_each(|path| plan.remove(path));
+            return Ok(plan);
         }
+        let derive = |secret: &OsString| {
+            PrivateKey::derive(self.alg, key_file_contents(secret).as_bytes())
+                .map_err(|e| format!("cannot derive the {} key: {e}", self.alg))
+        };
+        let current = derive(&self.secret)?;
+        let mut published = vec![&current];
+        let next = self.next.as_ref().map(derive).transpose()?;
+        let previous = self.previous.as_ref().map(derive).transpose()?;
+        published.extend(next.as_ref());
+        published.extend(previous.as_ref());
+        let set = PublicKeySet::from_keys(published.iter().copied());
+        // Check what is written as the services will read it.
+        let kids = set
+            .validate(self.alg)
+            .map_err(|e| format!("the derived key set is unusable: {e}"))?;
+        plan.write(&asymmetric_files[0], set.json().to_owned());
+        plan.summary = format!("{} key ids {}", self.alg, kids.join(" "));
+        match self.role {
+            Some(Role::Creator) => plan.write(&asymmetric_files[1], current.to_private_jwk()),
+            _ => plan.remove(&asymmetric_files[1]),
+        }
+        hs256_files.iter().for_each(|path| plan.remove(path));
+        Ok(plan)
     }
-    println!("keycreator: {}", done.join(", "));
-    ExitCode::SUCCESS
 }
 
 /// The key file's content: hex SHA-512 of the secret plus `\n`, no newline.
@@ -129,7 +242,63 @@ fn key_file_contents(secret: &OsString) -> String {
     let mut hasher = Sha512::new();
     hasher.update(secret.as_bytes());
     hasher.update(b"\n");
-    format!("{:x}", hasher.finalize())
+    hasher
+        .finalize()
+        .iter()
+        .fold(String::with_capacity(128), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// What keycreator does to the key directory.
+#[derive(Default)]
+struct Plan {
+    writes: Vec<(PathBuf, String)>,
+    removals: Vec<PathBuf>,
+    /// The public key ids, for the log line (EdDSA, ES256).
+    summary: String,
+}
+
+impl Plan {
+    fn write(&mut self, path: &Path, contents: String) {
+        self.writes.push((path.to_owned(), contents));
+    }
+
+    fn remove(&mut self, path: &Path) {
+        self.removals.push(path.to_owned());
+    }
+
+    /// Stages every file, puts them in place in order, then removes the
+    /// files no longer wanted. Returns what was done, for one log line.
+    fn carry_out(self) -> Result<Vec<String>, String> {
+        let cannot_write = |path: &Path, e: &dyn std::fmt::Display| {
+            format!("cannot write {}: {e}", path.display())
+        };
+        // Stage every file first: a directory that cannot take them stays untouched.
+        let mut staged = Vec::new();
+        for (path, contents) in &self.writes {
+            let file = stage_key_file(path, contents).map_err(|e| cannot_write(path, &e))?;
+            staged.push((path, file));
+        }
+        let mut done = Vec::new();
+        for (path, file) in staged {
+            file.persist(path)
+                .map_err(|e| cannot_write(path, &e.error))?;
+            done.push(format!("wrote {}", path.display()));
+        }
+        for path in &self.removals {
+            match fs::remove_file(path) {
+                Ok(()) => done.push(format!("removed {}", path.display())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+            }
+        }
+        if !self.summary.is_empty() {
+            done.push(self.summary);
+        }
+        Ok(done)
+    }
 }
 
 /// Writes `contents` to `path` atomically: readers see the old file or the

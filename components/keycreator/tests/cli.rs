@@ -233,3 +233,208 @@ fn key_file_must_name_a_file_other_than_the_previous_key() {
     }
     assert!(names_in(dir.path()).is_empty());
 }
+
+// --- EdDSA and ES256 -------------------------------------------------------
+
+/// Known key ids for `KEY=benchmark-secret` (RFC 7638 thumbprints; computed
+/// with Python's `cryptography`, see token_contract::jwk's tests).
+const BENCHMARK_EDDSA_KID: &str = "WAjEP1K8MyFItZbcjatVC6KHiVeieEajcL70fkZYkQQ";
+const BENCHMARK_ES256_KID: &str = "gO3hpCbFby0fYbw77lQ0iHI4Rie1uIbodd-F-RiB02U";
+
+fn json_file(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn kids(set: &serde_json::Value) -> Vec<String> {
+    set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|key| key["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn asymmetric(alg: &str, role: &str, path: &std::path::Path) -> Command {
+    let mut cmd = keycreator();
+    cmd.env("KEY", "benchmark-secret")
+        .env("TOKEN_ALG", alg)
+        .env("KEYS_FOR", role)
+        .env("KEY_FILE", path)
+        .env_remove("KEY_PREVIOUS")
+        .env_remove("KEY_NEXT");
+    cmd
+}
+
+#[test]
+fn the_creator_gets_the_private_key_and_the_set_the_verifier_only_the_set() {
+    for (alg, kid) in [
+        ("EdDSA", BENCHMARK_EDDSA_KID),
+        ("ES256", BENCHMARK_ES256_KID),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.txt");
+        let out = asymmetric(alg, "creator", &path).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(names_in(dir.path()), ["jwks.json", "signing-key.json"]);
+        let private = json_file(&dir.path().join("signing-key.json"));
+        assert_eq!(
+            (private["alg"].as_str(), private["kid"].as_str()),
+            (Some(alg), Some(kid))
+        );
+        assert!(private["d"].is_string());
+        let set = json_file(&dir.path().join("jwks.json"));
+        assert_eq!(kids(&set), [kid]);
+        assert!(set["keys"][0].get("d").is_none());
+        for name in ["jwks.json", "signing-key.json"] {
+            let mode = fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, 0o440, "{name}");
+        }
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        assert!(stdout.contains(kid), "{stdout}");
+        let printed = format!("{stdout}{}", String::from_utf8(out.stderr).unwrap());
+        assert!(!printed.contains("benchmark-secret"));
+        assert!(!printed.contains(private["d"].as_str().unwrap()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.txt");
+        let out = asymmetric(alg, "verifier", &path).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(names_in(dir.path()), ["jwks.json"]);
+        assert_eq!(kids(&json_file(&dir.path().join("jwks.json"))), [kid]);
+    }
+}
+
+#[test]
+fn next_and_previous_keys_are_published_after_the_current_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key.txt");
+    let kid_of = |secret: &str| {
+        let one = tempfile::tempdir().unwrap();
+        let out = asymmetric("EdDSA", "verifier", &one.path().join("key.txt"))
+            .env("KEY", secret)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        kids(&json_file(&one.path().join("jwks.json")))[0].clone()
+    };
+    let out = asymmetric("EdDSA", "creator", &path)
+        .env("KEY", "current")
+        .env("KEY_NEXT", "next")
+        .env("KEY_PREVIOUS", "previous")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let set = json_file(&dir.path().join("jwks.json"));
+    assert_eq!(
+        kids(&set),
+        [kid_of("current"), kid_of("next"), kid_of("previous")]
+    );
+    // Only the current key signs.
+    let private = json_file(&dir.path().join("signing-key.json"));
+    assert_eq!(private["kid"].as_str().unwrap(), kid_of("current"));
+}
+
+#[test]
+fn files_of_another_algorithm_or_role_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key.txt");
+    // HS256 with a previous key, then EdDSA for a verifier: no secret stays.
+    let out = keycreator()
+        .env("KEY", "secret")
+        .env("KEY_PREVIOUS", "old")
+        .env("KEY_FILE", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let out = asymmetric("EdDSA", "creator", &path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(names_in(dir.path()), ["jwks.json", "signing-key.json"]);
+    let out = asymmetric("EdDSA", "verifier", &path).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(names_in(dir.path()), ["jwks.json"]);
+    assert!(String::from_utf8(out.stdout).unwrap().contains("removed"));
+    // And back to HS256.
+    let out = keycreator()
+        .env("KEY", "secret")
+        .env("KEY_FILE", &path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(names_in(dir.path()), ["key.txt"]);
+}
+
+#[test]
+fn bad_settings_exit_1_with_one_line_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key.txt");
+    let cases: [(&[(&str, &str)], &str); 8] = [
+        (
+            &[("TOKEN_ALG", "eddsa")],
+            "TOKEN_ALG must be HS256, EdDSA or ES256",
+        ),
+        (&[("TOKEN_ALG", "RS256")], "TOKEN_ALG must be"),
+        (&[("TOKEN_ALG", "EdDSA")], "needs KEYS_FOR=creator"),
+        (
+            &[("TOKEN_ALG", "ES256"), ("KEYS_FOR", "both")],
+            "KEYS_FOR must be creator or verifier",
+        ),
+        (
+            &[("KEY_NEXT", "next")],
+            "KEY_NEXT publishes a key before it signs",
+        ),
+        (
+            &[
+                ("TOKEN_ALG", "EdDSA"),
+                ("KEYS_FOR", "creator"),
+                ("KEY_NEXT", "secret"),
+            ],
+            "KEY_NEXT is the same secret as KEY",
+        ),
+        (
+            &[
+                ("TOKEN_ALG", "EdDSA"),
+                ("KEYS_FOR", "creator"),
+                ("KEY_PREVIOUS", "secret"),
+            ],
+            "KEY_PREVIOUS is the same secret as KEY",
+        ),
+        (
+            &[
+                ("TOKEN_ALG", "ES256"),
+                ("KEYS_FOR", "creator"),
+                ("KEY_NEXT", "x"),
+                ("KEY_PREVIOUS", "x"),
+            ],
+            "KEY_NEXT is the same secret as KEY_PREVIOUS",
+        ),
+    ];
+    for (env, needle) in cases {
+        let mut cmd = keycreator();
+        cmd.env("KEY", "secret").env("KEY_FILE", &path);
+        for name in ["TOKEN_ALG", "KEYS_FOR", "KEY_NEXT", "KEY_PREVIOUS"] {
+            cmd.env_remove(name);
+        }
+        cmd.envs(env.iter().copied());
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{env:?}: {out:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("keycreator: ") && stderr.contains(needle),
+            "{env:?}: {stderr}"
+        );
+    }
+    assert!(names_in(dir.path()).is_empty());
+    for reserved in ["jwks.json", "signing-key.json"] {
+        let out = keycreator()
+            .env("KEY", "secret")
+            .env("KEY_FILE", dir.path().join(reserved))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{reserved}");
+    }
+}

@@ -17,12 +17,20 @@
 //! (`previous-key.txt` next to the key file) is looked at only when a token
 //! may need it, as in the components.
 //!
-//! `TOKEN_TTL_SECONDS` is read from the environment, as the components do.
+//! EdDSA and ES256 (`TOKEN_ALG`): the private key (`signing-key.json`) and
+//! the public key set (`jwks.json`) next to the key file are cached the same
+//! way; the private key parsed, the set as its document, in which the
+//! contract looks up and parses the one key a token names, as the
+//! components do.
+//!
+//! `TOKEN_TTL_SECONDS`, `TOKEN_ALG`, `TOKEN_ISSUER`, `TOKEN_AUDIENCE` and
+//! `JWKS_MAX_AGE_SECONDS` are read from the environment, as the components
+//! do.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 
@@ -36,8 +44,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use token_contract::api::MAX_BODY_BYTES;
+use token_contract::jwk::{JWKS_FILE_NAME, SIGNING_JWK_FILE_NAME};
 use token_contract::key::{DEFAULT_KEY_FILE, previous_key_path};
-use token_contract::{Config, Endpoint, KeyError, Keys, Request, Response, SigningKey, handle};
+use token_contract::{
+    Algorithm, Config, Endpoint, KeyError, KeyFiles, Keys, PrivateKey, PublicKeySet, Request,
+    Response, SigningKey, handle,
+};
 
 /// The runner's allocator, so the comparison measures Wasm, not malloc.
 #[global_allocator]
@@ -94,10 +106,7 @@ fn run(cli: Cli) -> Result<()> {
     config.key_file = cli.key_file.display().to_string();
     let app = Arc::new(App {
         endpoint: cli.endpoint.into(),
-        keys: CachedKeys {
-            previous: KeyCache::new(previous_key_path(&cli.key_file)),
-            current: KeyCache::new(cli.key_file),
-        },
+        keys: CachedKeys::new(cli.key_file, config.algorithm),
         config,
     });
 
@@ -260,40 +269,95 @@ impl Stamp {
     }
 }
 
-/// The current and previous key, each re-read only when its file changes.
+/// The key files, each re-read only when it changes.
 struct CachedKeys {
-    current: KeyCache,
-    previous: KeyCache,
+    current: KeyCache<SigningKey>,
+    previous: KeyCache<SigningKey>,
+    signing_jwk: KeyCache<PrivateKey>,
+    jwks: KeyCache<PublicKeySet>,
+}
+
+impl CachedKeys {
+    /// The key files of `key_file`'s directory; the private key is read as
+    /// a key of `alg`, the service's algorithm. The JSON files are read as
+    /// the contract reads them (`KeyFiles` finds each by its name next to
+    /// the path it is given).
+    fn new(key_file: PathBuf, alg: Algorithm) -> Self {
+        Self {
+            previous: KeyCache::new(previous_key_path(&key_file), |path: &Path| {
+                SigningKey::load_optional(path)
+            }),
+            signing_jwk: KeyCache::new(
+                key_file.with_file_name(SIGNING_JWK_FILE_NAME),
+                move |path| optional(KeyFiles::new(path).private_key(alg)),
+            ),
+            jwks: KeyCache::new(key_file.with_file_name(JWKS_FILE_NAME), |path| {
+                optional(KeyFiles::new(path).public_keys())
+            }),
+            current: KeyCache::new(key_file, |path: &Path| SigningKey::load_optional(path)),
+        }
+    }
+}
+
+/// `Ok(None)` for a file that does not exist.
+fn optional<T>(loaded: Result<T, KeyError>) -> Result<Option<T>, KeyError> {
+    match loaded {
+        Ok(value) => Ok(Some(value)),
+        Err(KeyError::Missing(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 impl Keys for CachedKeys {
     fn current(&self) -> Result<SigningKey, KeyError> {
-        self.current
-            .get()?
-            .ok_or_else(|| KeyError::Missing(self.current.path.display().to_string()))
+        self.current.required()
     }
 
     fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
         self.previous.get()
     }
+
+    fn private_key(&self, _alg: Algorithm) -> Result<PrivateKey, KeyError> {
+        // Read as a key of the service's algorithm (CachedKeys::new), which
+        // is the one the contract asks for.
+        self.signing_jwk.required()
+    }
+
+    fn public_keys(&self) -> Result<PublicKeySet, KeyError> {
+        self.jwks.required()
+    }
 }
+
+/// How a [`KeyCache`] reads its file: `Ok(None)` when it does not exist.
+type LoadKey<T> = Box<dyn Fn(&Path) -> Result<Option<T>, KeyError> + Send + Sync>;
 
 /// One key file, re-read only when it changes.
-struct KeyCache {
+struct KeyCache<T> {
     path: PathBuf,
-    cached: RwLock<Option<(Stamp, SigningKey)>>,
+    load: LoadKey<T>,
+    cached: RwLock<Option<(Stamp, T)>>,
 }
 
-impl KeyCache {
-    fn new(path: PathBuf) -> Self {
+impl<T: Clone> KeyCache<T> {
+    fn new(
+        path: PathBuf,
+        load: impl Fn(&Path) -> Result<Option<T>, KeyError> + Send + Sync + 'static,
+    ) -> Self {
         Self {
             path,
+            load: Box::new(load),
             cached: RwLock::new(None),
         }
     }
 
+    /// The key, which must exist.
+    fn required(&self) -> Result<T, KeyError> {
+        self.get()?
+            .ok_or_else(|| KeyError::Missing(self.path.display().to_string()))
+    }
+
     /// The key, or `None` when the file does not exist.
-    fn get(&self) -> Result<Option<SigningKey>, KeyError> {
+    fn get(&self) -> Result<Option<T>, KeyError> {
         let stamp = match std::fs::metadata(&self.path) {
             Ok(metadata) => Stamp::of(&metadata),
             Err(error) => {
@@ -320,7 +384,7 @@ impl KeyCache {
         // Changed (or first use): read and validate it again. If the file is
         // replaced between the stat and the read, the next request sees a new
         // stamp and reads it once more.
-        let Some(key) = SigningKey::load_optional(&self.path)? else {
+        let Some(key) = (self.load)(&self.path)? else {
             return Ok(None);
         };
         if let Ok(mut cached) = self.cached.write() {
@@ -350,7 +414,7 @@ mod tests {
     fn key_cache_follows_the_file() {
         let dir = temp_dir();
         let path = dir.join("key.txt");
-        let cache = KeyCache::new(path.clone());
+        let cache = KeyCache::new(path.clone(), |path: &Path| SigningKey::load_optional(path));
         assert!(matches!(cache.get(), Ok(None)));
         std::fs::write(&path, KEY).unwrap();
         assert!(matches!(cache.get(), Ok(Some(_))));
@@ -366,10 +430,7 @@ mod tests {
     fn the_current_key_is_required_and_the_previous_one_optional() {
         let dir = temp_dir();
         let path = dir.join("key.txt");
-        let keys = CachedKeys {
-            previous: KeyCache::new(previous_key_path(&path)),
-            current: KeyCache::new(path.clone()),
-        };
+        let keys = CachedKeys::new(path.clone(), Algorithm::Hs256);
         assert!(matches!(keys.current(), Err(KeyError::Missing(_))));
         std::fs::write(&path, KEY).unwrap();
         assert!(keys.current().is_ok());

@@ -18,6 +18,11 @@ use std::path::{Path, PathBuf};
 
 use jwt_simple::algorithms::HS256Key;
 
+use crate::alg::Algorithm;
+use crate::jwk::{
+    JWKS_FILE_NAME, MAX_JWK_FILE_BYTES, PrivateKey, PublicKeySet, SIGNING_JWK_FILE_NAME,
+};
+
 /// Where the key lives unless `KEY_FILE` says otherwise.
 pub const DEFAULT_KEY_FILE: &str = "/usr/share/key/key.txt";
 
@@ -146,14 +151,22 @@ fn absent_is_none(key: Result<SigningKey, KeyError>) -> Result<Option<SigningKey
 }
 
 /// Where a service gets its keys; each host decides how they are read and
-/// cached.
+/// cached. Which of them a service asks for depends on its `TOKEN_ALG`.
 pub trait Keys {
-    /// The current key (`key.txt`): it signs, and it must exist.
+    /// HS256: the current key (`key.txt`): it signs, and it must exist.
     fn current(&self) -> Result<SigningKey, KeyError>;
 
-    /// The previous key while one is being retired; `Ok(None)` when there is
-    /// none. Asked for only when a token may need it.
+    /// HS256: the previous key while one is being retired; `Ok(None)` when
+    /// there is none. Asked for only when a token may need it.
     fn previous(&self) -> Result<Option<SigningKey>, KeyError>;
+
+    /// EdDSA and ES256: the private key that signs
+    /// ([`SIGNING_JWK_FILE_NAME`]); only the creator has it.
+    fn private_key(&self, alg: Algorithm) -> Result<PrivateKey, KeyError>;
+
+    /// EdDSA and ES256: the public keys that verify tokens
+    /// ([`JWKS_FILE_NAME`]).
+    fn public_keys(&self) -> Result<PublicKeySet, KeyError>;
 }
 
 /// How a host reads a key file: at most the first `limit` bytes of the file
@@ -181,6 +194,13 @@ pub const KEY_CONTENTS_ENV: &str = "SIGNING_KEY";
 /// Like [`KEY_CONTENTS_ENV`], for the [previous key file](previous_key_path).
 pub const PREVIOUS_KEY_CONTENTS_ENV: &str = "PREVIOUS_SIGNING_KEY";
 
+/// Like [`KEY_CONTENTS_ENV`], for the creator's private key
+/// ([`SIGNING_JWK_FILE_NAME`]).
+pub const SIGNING_JWK_CONTENTS_ENV: &str = "SIGNING_JWK";
+
+/// Like [`KEY_CONTENTS_ENV`], for the public key set ([`JWKS_FILE_NAME`]).
+pub const JWKS_CONTENTS_ENV: &str = "JWKS";
+
 /// The key files as keycreator writes them, read again on every call: for
 /// hosts that run a fresh instance per request and so have nothing to cache.
 #[derive(Clone)]
@@ -189,6 +209,8 @@ pub struct KeyFiles {
     /// The files' contents, where the host passed them.
     current_contents: Option<Vec<u8>>,
     previous_contents: Option<Vec<u8>>,
+    signing_jwk_contents: Option<Vec<u8>>,
+    jwks_contents: Option<Vec<u8>>,
     read: ReadKeyFile,
 }
 
@@ -205,6 +227,8 @@ impl KeyFiles {
             current: key_file.into(),
             current_contents: None,
             previous_contents: None,
+            signing_jwk_contents: None,
+            jwks_contents: None,
             read,
         }
     }
@@ -217,7 +241,71 @@ impl KeyFiles {
     pub fn with_contents_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Self {
         self.current_contents = lookup(KEY_CONTENTS_ENV).map(String::into_bytes);
         self.previous_contents = lookup(PREVIOUS_KEY_CONTENTS_ENV).map(String::into_bytes);
+        self.signing_jwk_contents = lookup(SIGNING_JWK_CONTENTS_ENV).map(String::into_bytes);
+        self.jwks_contents = lookup(JWKS_CONTENTS_ENV).map(String::into_bytes);
         self
+    }
+
+    /// The file `name` next to the key file.
+    fn sibling(&self, name: &str) -> PathBuf {
+        self.current.with_file_name(name)
+    }
+
+    /// A JSON key file's text: from the `contents` the host passed, or read.
+    fn load_text(&self, path: &Path, contents: Option<&[u8]>) -> Result<String, KeyError> {
+        let bytes = match contents {
+            Some(contents) => contents.to_vec(),
+            None => match (self.read)(path, MAX_JWK_FILE_BYTES + 1) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(KeyError::Missing(path.display().to_string()));
+                }
+                Err(e) => return Err(KeyError::Unreadable(format!("{}: {e}", path.display()))),
+            },
+        };
+        if bytes.len() > MAX_JWK_FILE_BYTES {
+            return Err(KeyError::Malformed(format!(
+                "{}: larger than {MAX_JWK_FILE_BYTES} bytes",
+                path.display()
+            )));
+        }
+        String::from_utf8(bytes)
+            .map_err(|_| KeyError::Malformed(format!("{}: not UTF-8", path.display())))
+    }
+
+    /// Whether the file at `path` (or its contents from the host) exists.
+    fn exists(&self, path: &Path, contents: Option<&[u8]>) -> bool {
+        contents.is_some() || (self.read)(path, 1).is_ok()
+    }
+
+    /// A missing key file of one algorithm family next to a file of the
+    /// other says more than "does not exist": keycreator and this service
+    /// were given different `TOKEN_ALG`s.
+    fn explain_missing(&self, error: KeyError, wanted_asymmetric: bool) -> KeyError {
+        let KeyError::Missing(path) = &error else {
+            return error;
+        };
+        let (other, other_contents, ran_with) = if wanted_asymmetric {
+            (&self.current, self.current_contents.as_deref(), "HS256")
+        } else {
+            (
+                &self.sibling(JWKS_FILE_NAME),
+                self.jwks_contents.as_deref(),
+                "EdDSA or ES256",
+            )
+        };
+        if !self.exists(other, other_contents) {
+            return error;
+        }
+        let file_name = |p: &Path| {
+            p.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        };
+        KeyError::WrongAlgorithm(format!(
+            "key file {path} does not exist, but {} does: keycreator ran with TOKEN_ALG={ran_with}, \
+             which this service's TOKEN_ALG does not match",
+            file_name(other)
+        ))
     }
 
     /// The key in the file at `path`: from the `contents` the host passed, or
@@ -238,9 +326,16 @@ impl fmt::Debug for KeyFiles {
             None => path.display().to_string(),
         };
         let previous = previous_key_path(&self.current);
+        let signing_jwk = self.sibling(SIGNING_JWK_FILE_NAME);
+        let jwks = self.sibling(JWKS_FILE_NAME);
         f.debug_struct("KeyFiles")
             .field("current", &source(&self.current, &self.current_contents))
             .field("previous", &source(&previous, &self.previous_contents))
+            .field(
+                "signing_jwk",
+                &source(&signing_jwk, &self.signing_jwk_contents),
+            )
+            .field("jwks", &source(&jwks, &self.jwks_contents))
             .finish()
     }
 }
@@ -248,12 +343,29 @@ impl fmt::Debug for KeyFiles {
 impl Keys for KeyFiles {
     fn current(&self) -> Result<SigningKey, KeyError> {
         self.load(&self.current, self.current_contents.as_deref())
+            .map_err(|e| self.explain_missing(e, false))
     }
 
     fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
         // Its path is worked out only here: most requests never need it.
         let path = previous_key_path(&self.current);
         absent_is_none(self.load(&path, self.previous_contents.as_deref()))
+    }
+
+    fn private_key(&self, alg: Algorithm) -> Result<PrivateKey, KeyError> {
+        let path = self.sibling(SIGNING_JWK_FILE_NAME);
+        let text = self
+            .load_text(&path, self.signing_jwk_contents.as_deref())
+            .map_err(|e| self.explain_missing(e, true))?;
+        PrivateKey::from_jwk(alg, &text)
+    }
+
+    fn public_keys(&self) -> Result<PublicKeySet, KeyError> {
+        let path = self.sibling(JWKS_FILE_NAME);
+        let text = self
+            .load_text(&path, self.jwks_contents.as_deref())
+            .map_err(|e| self.explain_missing(e, true))?;
+        PublicKeySet::from_json(text)
     }
 }
 
@@ -283,6 +395,8 @@ pub enum KeyError {
     Missing(String),
     Unreadable(String),
     Malformed(String),
+    /// The key files are for another `TOKEN_ALG` than the service's.
+    WrongAlgorithm(String),
 }
 
 impl fmt::Display for KeyError {
@@ -291,6 +405,7 @@ impl fmt::Display for KeyError {
             KeyError::Missing(path) => write!(f, "key file {path} does not exist"),
             KeyError::Unreadable(why) => write!(f, "key file is unreadable: {why}"),
             KeyError::Malformed(why) => write!(f, "key file is malformed: {why}"),
+            KeyError::WrongAlgorithm(why) => f.write_str(why),
         }
     }
 }
@@ -466,5 +581,67 @@ mod tests {
             KeyError::Missing("/k/key.txt".into())
         );
         assert!(keys.previous().unwrap().is_none());
+    }
+
+    #[test]
+    fn asymmetric_key_files_come_from_the_host_or_next_to_the_key_file() {
+        let key = PrivateKey::derive(Algorithm::EdDsa, GOOD).unwrap();
+        let jwks = PublicKeySet::from_keys([&key]).json().to_owned();
+        let private_jwk = key.to_private_jwk();
+        let (private_for_host, jwks_for_host) = (private_jwk.clone(), jwks.clone());
+        let from_host = move |name: &str| match name {
+            SIGNING_JWK_CONTENTS_ENV => Some(private_for_host.clone()),
+            JWKS_CONTENTS_ENV => Some(jwks_for_host.clone()),
+            _ => None,
+        };
+        let keys =
+            KeyFiles::with_reader("/k/key.txt", no_file_may_be_read).with_contents_from(from_host);
+        assert_eq!(keys.private_key(Algorithm::EdDsa).unwrap().kid(), key.kid());
+        assert_eq!(keys.public_keys().unwrap().json(), jwks);
+
+        let dir = tempfile_dir("asymmetric-files");
+        std::fs::write(dir.join(JWKS_FILE_NAME), &jwks).unwrap();
+        std::fs::write(dir.join(SIGNING_JWK_FILE_NAME), &private_jwk).unwrap();
+        let keys = KeyFiles::new(dir.join("key.txt"));
+        assert_eq!(keys.private_key(Algorithm::EdDsa).unwrap().kid(), key.kid());
+        assert_eq!(keys.public_keys().unwrap().json(), jwks);
+        std::fs::write(dir.join(JWKS_FILE_NAME), "x".repeat(MAX_JWK_FILE_BYTES + 1)).unwrap();
+        assert!(
+            matches!(keys.public_keys(), Err(KeyError::Malformed(why)) if why.contains("larger than"))
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("key-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn key_files_of_the_other_algorithm_family_are_named_in_the_error() {
+        let dir = tempfile_dir("wrong-family");
+        let keys = KeyFiles::new(dir.join("key.txt"));
+        // Nothing there: plain "does not exist".
+        assert!(matches!(keys.current(), Err(KeyError::Missing(_))));
+        assert!(matches!(keys.public_keys(), Err(KeyError::Missing(_))));
+        // keycreator ran with TOKEN_ALG=EdDSA, the service has HS256.
+        std::fs::write(dir.join(JWKS_FILE_NAME), "{\"keys\":[]}").unwrap();
+        let error = keys.current().unwrap_err();
+        assert!(
+            matches!(&error, KeyError::WrongAlgorithm(why) if why.contains("jwks.json does") && why.contains("TOKEN_ALG=EdDSA or ES256")),
+            "{error}"
+        );
+        // And the other way round.
+        std::fs::remove_file(dir.join(JWKS_FILE_NAME)).unwrap();
+        std::fs::write(dir.join("key.txt"), BENCHMARK_KEY).unwrap();
+        let error = keys.public_keys().unwrap_err();
+        assert!(
+            matches!(&error, KeyError::WrongAlgorithm(why) if why.contains("key.txt does") && why.contains("TOKEN_ALG=HS256")),
+            "{error}"
+        );
+        let error = keys.private_key(Algorithm::Es256).unwrap_err();
+        assert!(matches!(error, KeyError::WrongAlgorithm(_)), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -47,15 +47,15 @@ fn respond(endpoint: Endpoint, request: &IncomingRequest) -> Response {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.clone())
     };
-    let config = match Config::from_lookup(lookup) {
-        Ok(config) => config,
-        Err(e) => return Response::misconfigured(&e),
-    };
     let method = request.method();
     let path_and_query = request.path_with_query().unwrap_or_default();
     let path = path_and_query
         .split_once('?')
         .map_or(path_and_query.as_str(), |(path, _query)| path);
+    let config = match Config::from_lookup(lookup) {
+        Ok(config) => config,
+        Err(e) => return Response::misconfigured(&e, path),
+    };
     let body = match read_body(request) {
         Ok(body) => body,
         Err(response) => return response,
