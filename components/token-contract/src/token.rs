@@ -23,7 +23,7 @@ use std::collections::HashSet;
 
 use jwt_simple::JWTError;
 use jwt_simple::prelude::{
-    Clock, Duration, ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, EdDSAKeyPairLike,
+    Audiences, Clock, Duration, ECDSAP256KeyPairLike, ECDSAP256PublicKeyLike, EdDSAKeyPairLike,
     EdDSAPublicKeyLike, JWTClaims, MACLike, Token, UnixTimeStamp, VerificationOptions,
 };
 use jwt_simple::reexports::ct_codecs::{Base64UrlSafeNoPadding, Decoder, Encoder};
@@ -92,8 +92,8 @@ pub fn issue_at(
 /// `None`) with `key`, carrying the `policy`'s claims.
 ///
 /// ES256 signatures are put in low-S form (`s <= n/2`): ECDSA accepts `s`
-/// and `n - s` alike, and jwt-simple signs with either, so the same claims
-/// would have two valid tokens; our verifier accepts only the low one.
+/// and `n - s` alike, and jwt-simple signs with either; the low form is the
+/// one strict verifiers (those that refuse malleable signatures) accept.
 pub fn issue_with(
     key: IssuingKey<'_>,
     username: &str,
@@ -279,8 +279,9 @@ fn accepted_alg_names(alg: Algorithm) -> &'static [&'static str] {
 /// the deployment's (RFC 8725, 3.1: the algorithm is pinned, never taken
 /// from the token); a token may not bring its own key (`jwk`, `jku`, `x5u`,
 /// `x5c`: keys come only from `keys`); its `kid` must name a key of the set;
-/// an ES256 signature must be in low-S form; then jwt-simple checks the
-/// signature with that key and the claims.
+/// then jwt-simple checks the signature with that key and the claims. An
+/// ES256 signature may be in either form of `s`, as RFC 7518 allows and
+/// other signers (PyJWT, jose, golang-jwt) make them.
 pub fn verify_published(
     alg: Algorithm,
     keys: &PublicKeySet,
@@ -292,20 +293,19 @@ pub fn verify_published(
         return Err(too_long());
     }
     let invalid = |why: String| TokenError::Invalid(why);
-    let metadata = Token::decode_metadata(token).map_err(|e| invalid(describe(&e, alg)))?;
-    if !accepted_alg_names(alg).contains(&metadata.algorithm()) {
-        return Err(invalid(algorithm_not_accepted(alg)));
-    }
-    if metadata.public_key().is_some()
-        || metadata.key_set_url().is_some()
-        || metadata.certificate_url().is_some()
-        || metadata.certificate_chain().is_some()
-    {
+    // Before jwt-simple parses the header: it types `jwk` as a string, so a
+    // key in the header as RFC 7515 writes it (an object) would otherwise be
+    // refused as a malformed header rather than for what it is.
+    if header_carries_a_key(token) {
         return Err(invalid(
             "the token header carries a key (jwk, jku, x5u or x5c); keys come only from this \
              service's key set"
                 .into(),
         ));
+    }
+    let metadata = Token::decode_metadata(token).map_err(|e| invalid(describe(&e, alg)))?;
+    if !accepted_alg_names(alg).contains(&metadata.algorithm()) {
+        return Err(invalid(algorithm_not_accepted(alg)));
     }
     let Some(kid) = metadata.key_id() else {
         return Err(invalid(
@@ -321,27 +321,34 @@ pub fn verify_published(
     let options = Some(options(now, None, policy));
     let verified = match &key {
         PublicKey::Ed25519(key) => key.verify_token::<UserClaims>(token, options),
-        PublicKey::P256(key) => {
-            require_low_s(token)?;
-            key.verify_token::<UserClaims>(token, options)
-        }
+        // Both forms of `s` are valid ES256 (RFC 7518 does not require the
+        // low one, and other signers make either); ours issues low-S only.
+        PublicKey::P256(key) => key.verify_token::<UserClaims>(token, options),
     };
     username(verified, now, policy, alg)
 }
 
-/// Refuses an ES256 signature whose `s` is in the upper half of the group
-/// order (see [`issue_with`]): a second encoding of a signature we issued.
-fn require_low_s(token: &str) -> Result<(), TokenError> {
-    let malformed = || TokenError::Invalid("malformed token: ES256 signature is not r || s".into());
-    let signature = token.rsplit('.').next().unwrap_or_default();
-    let raw = Base64UrlSafeNoPadding::decode_to_vec(signature, None).map_err(|_| malformed())?;
-    let signature = p256::ecdsa::Signature::from_slice(&raw).map_err(|_| malformed())?;
-    if signature.normalize_s() != signature {
-        return Err(TokenError::Invalid(
-            "ES256 signature is not in low-S form (s > n/2)".into(),
-        ));
+/// Whether the token's header names a key of its own (`jwk`, `jku`, `x5u`,
+/// `x5c`; `null` names none). A header that is not a JSON object is left to
+/// jwt-simple, which refuses it with its own reason.
+fn header_carries_a_key(token: &str) -> bool {
+    #[derive(Deserialize)]
+    struct KeyMembers {
+        jwk: Option<serde::de::IgnoredAny>,
+        jku: Option<serde::de::IgnoredAny>,
+        x5u: Option<serde::de::IgnoredAny>,
+        x5c: Option<serde::de::IgnoredAny>,
     }
-    Ok(())
+    let header = token.split('.').next().unwrap_or_default();
+    let Ok(json) = Base64UrlSafeNoPadding::decode_to_vec(header, None) else {
+        return false;
+    };
+    serde_json::from_slice::<KeyMembers>(&json).is_ok_and(|members| {
+        members.jwk.is_some()
+            || members.jku.is_some()
+            || members.x5u.is_some()
+            || members.x5c.is_some()
+    })
 }
 
 /// How every token is checked; `required_kid`, if given, must be its `kid`.
@@ -382,8 +389,10 @@ fn username(
     if claims.expires_at.is_none() {
         return Err(TokenError::Invalid("token has no exp claim".into()));
     }
-    // jwt-simple checks `aud` only when audiences are required.
-    if policy.audience.is_none() && claims.audiences.is_some() {
+    // jwt-simple checks `aud` only when audiences are required. An empty
+    // `aud` ("" or []) names no one: PyJWT accepts it, and so do we (found by
+    // the `verify_mutated_token` fuzz target).
+    if policy.audience.is_none() && claims.audiences.as_ref().is_some_and(names_someone) {
         return Err(TokenError::Invalid(
             "token names an audience (aud), and this verifier has none (TOKEN_AUDIENCE)".into(),
         ));
@@ -395,6 +404,13 @@ fn username(
         }
     }
     Ok(claims.custom.username)
+}
+
+fn names_someone(audiences: &Audiences) -> bool {
+    match audiences {
+        Audiences::AsString(audience) => !audience.is_empty(),
+        Audiences::AsSet(audiences) => !audiences.is_empty(),
+    }
 }
 
 fn too_long() -> TokenError {
@@ -629,6 +645,19 @@ mod tests {
         // A null `kid` is no `kid`: tried with the accepted keys.
         let token = signed(b'a', r#"{"alg":"HS256","kid":null}"#, &claims);
         assert_eq!(verify_with_keys(&k, || Ok(None), &token).unwrap(), "u");
+        // An empty `aud` names no audience: accepted without TOKEN_AUDIENCE,
+        // as PyJWT does; a non-empty one is refused.
+        for aud in ["[]", r#""""#] {
+            let empty_aud = format!(r#"{{"username":"u","exp":{exp},"aud":{aud}}}"#);
+            assert_eq!(verdict(r#"{"alg":"HS256"}"#, &empty_aud).unwrap(), "u");
+        }
+        for aud in [r#"["api"]"#, r#""api""#, r#"["","api"]"#] {
+            let named = format!(r#"{{"username":"u","exp":{exp},"aud":{aud}}}"#);
+            assert!(matches!(
+                verdict(r#"{"alg":"HS256"}"#, &named),
+                Err(TokenError::Invalid(why)) if why.contains("names an audience")
+            ));
+        }
         // Registered claims of the wrong type are malformed, not ignored.
         let bad_iat = format!(r#"{{"username":"u","exp":{exp},"iat":"yesterday"}}"#);
         assert!(matches!(
@@ -976,10 +1005,7 @@ mod tests {
                     attacker.to_public_jwk()
                 );
                 let token = format!("{}.{}.AAAA", b64(header.as_bytes()), b64(claims.as_bytes()));
-                assert!(matches!(
-                    verify(alg, &keys, &token),
-                    Err(TokenError::Invalid(_))
-                ));
+                invalid_because(verify(alg, &keys, &token), "carries a key");
                 // No kid at all.
                 let header = format!(r#"{{"alg":"{}"}}"#, alg.name());
                 let token = format!("{}.{}.AAAA", b64(header.as_bytes()), b64(claims.as_bytes()));
@@ -1038,7 +1064,7 @@ mod tests {
         }
 
         #[test]
-        fn es256_signatures_are_issued_low_s_and_high_s_is_refused() {
+        fn es256_signatures_are_issued_low_s_and_high_s_is_accepted() {
             let key = private(Algorithm::Es256, b'a');
             let keys = set(&[&key]);
             for _ in 0..32 {
@@ -1050,12 +1076,13 @@ mod tests {
                 .unwrap();
                 let low = p256::ecdsa::Signature::from_slice(&raw).unwrap();
                 assert_eq!(low.normalize_s(), low, "issued in high-S form");
-                // The same signature with s' = n - s: valid ECDSA, refused here.
+                // The same signature with s' = n - s: valid ECDSA, as other
+                // signers make it half of the time.
                 let (r, s) = low.split_scalars();
                 let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
                 assert_ne!(high, low);
                 let malleated = format!("{signed}.{}", b64(&high.to_bytes()));
-                invalid_because(verify(Algorithm::Es256, &keys, &malleated), "low-S");
+                assert_eq!(verify(Algorithm::Es256, &keys, &malleated).unwrap(), "s");
                 assert_eq!(verify(Algorithm::Es256, &keys, &token).unwrap(), "s");
             }
         }
