@@ -43,22 +43,42 @@ pub const SEED_PREVIOUS_KEY: &[u8; 128] =
     b"b449b36fcc1c0a03e2efac612eb1004c801a1be76da2d9e53902d76f5eb08503\
 7bd9e09aa295089be10696b9cf9762505ba9dbe0feebde1c659ac5d82ef1027a";
 
-/// Keys as a host hands them to the contract, fixed for one input.
+/// The key pair of `alg` keycreator derives from a key file's contents.
+pub fn derived(alg: Algorithm, file_contents: &[u8]) -> PrivateKey {
+    PrivateKey::derive(alg, file_contents).expect("a well-formed key file derives a key pair")
+}
+
+/// Keys as a host hands them to the contract, fixed for one input: the
+/// HS256 key files, and for EdDSA and ES256 the private key (creator) and
+/// the public key set.
 pub struct FixedKeys {
     pub current: Result<SigningKey, KeyError>,
     pub previous: Result<Option<SigningKey>, KeyError>,
+    pub private: Result<PrivateKey, KeyError>,
+    pub public: Result<PublicKeySet, KeyError>,
 }
 
 impl FixedKeys {
+    /// An HS256 deployment's keys: no EdDSA or ES256 files, as a host
+    /// reports them.
     pub fn valid(current: SigningKey, previous: Option<SigningKey>) -> Self {
+        Self::hs256(Ok(current), Ok(previous))
+    }
+
+    pub fn hs256(
+        current: Result<SigningKey, KeyError>,
+        previous: Result<Option<SigningKey>, KeyError>,
+    ) -> Self {
         Self {
-            current: Ok(current),
-            previous: Ok(previous),
+            current,
+            previous,
+            private: Err(KeyError::Missing("/usr/share/key/signing-key.json".into())),
+            public: Err(KeyError::Missing("/usr/share/key/jwks.json".into())),
         }
     }
 
-    /// Whether every key the services may need is usable: then no request
-    /// may be answered with a 5xx.
+    /// Whether every HS256 key the services may need is usable: then no
+    /// request to an HS256 deployment may be answered with a 5xx.
     pub fn all_usable(&self) -> bool {
         self.current.is_ok() && self.previous.is_ok()
     }
@@ -71,12 +91,13 @@ impl Keys for FixedKeys {
     fn previous(&self) -> Result<Option<SigningKey>, KeyError> {
         self.previous.clone()
     }
-    // The HS256 keys of a deployment whose directory has no EdDSA or ES256
-    // files: as a host reports them.
+    // The key as the host has it, whatever `alg` is asked for: a host
+    // holding a key of another algorithm reports `WrongAlgorithm` itself
+    // (`KeyFiles` does), which an input states as the error.
     fn private_key(&self, _alg: Algorithm) -> Result<PrivateKey, KeyError> {
-        Err(KeyError::Missing("/usr/share/key/signing-key.json".into()))
+        self.private.clone()
     }
     fn public_keys(&self) -> Result<PublicKeySet, KeyError> {
-        Err(KeyError::Missing("/usr/share/key/jwks.json".into()))
+        self.public.clone()
     }
 }

@@ -9,9 +9,14 @@
 //! The checks are independent of the code under test where it matters: a
 //! token the verifier accepted is checked with a separate HMAC-SHA256 and
 //! decoded by a second JWT implementation (the `jsonwebtoken` crate, as
-//! PyJWT-compatible as ours: HS256, `exp` required, no leeway).
+//! PyJWT-compatible as ours: HS256, `exp` required, no leeway). EdDSA and
+//! ES256 tokens and JWK Sets are judged on RustCrypto's curves and hash
+//! (`jwk`, `published`), by the same `jsonwebtoken` and by RFC 7638
+//! thumbprints computed here.
 
+pub mod jwk;
 pub mod keys;
+pub mod published;
 pub mod response;
 pub mod token;
 

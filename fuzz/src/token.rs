@@ -114,6 +114,10 @@ pub fn check_accepted(token: &str, username: &str, accepted: &[&[u8]]) -> Decode
         Some(&Value::from(username)),
         "the verifier answered a username the token does not hold: {token:?}"
     );
+    assert!(
+        names_no_audience(&claims),
+        "accepted a token naming an audience, with none configured: {token:?}"
+    );
 
     // jsonwebtoken reads only whole seconds; for other times its refusal
     // says nothing.
@@ -193,9 +197,29 @@ pub fn jsonwebtoken_reads_header(header: &Map<String, Value>) -> bool {
     })
 }
 
+/// Whether a token's `aud` names no one: absent, `null`, `""` or `[]`.
+///
+/// A verifier configured with no audience refuses a token whose `aud` names
+/// someone (it was meant for someone else). That is PyJWT's rule (its
+/// `_validate_aud`: `if "aud" not in payload or not payload["aud"]:
+/// return`), so the reference verifier's, and ours. jsonwebtoken, asked to
+/// check `aud` without an audience, refuses any `aud` it can parse, even
+/// `[]` and `""` (its `validate`: `(Parsed(_), None) => InvalidAudience`):
+/// the differential therefore switches its audience check off when no
+/// audience is configured and checks this rule here instead.
+pub fn names_no_audience(claims: &Map<String, Value>) -> bool {
+    match claims.get("aud") {
+        None | Some(Value::Null) => true,
+        Some(Value::String(one)) => one.is_empty(),
+        Some(Value::Array(many)) => many.is_empty(),
+        Some(_) => false,
+    }
+}
+
 /// Decodes `token` with the `jsonwebtoken` crate, configured as strictly as
 /// PyJWT's defaults and our verifier: HS256 only, `exp` required and checked
-/// with no leeway, `nbf` checked when present, no audience required.
+/// with no leeway, `nbf` checked when present, no audience required (and
+/// its `aud` check off: see [`names_no_audience`]).
 pub fn decode_with_jsonwebtoken(
     token: &str,
     key_file_contents: &[u8],
@@ -212,4 +236,125 @@ pub fn decode_with_jsonwebtoken(
     )
     .map(|data| data.claims)
     .map_err(|e| e.to_string())
+}
+
+/// Tokens we refuse on purpose where `jsonwebtoken` (configured by
+/// [`decode_with_jsonwebtoken`]) accepts them, the reason if any:
+/// - a `typ` other than `JWT` or `…+JWT` (any case), which jwt-simple refuses
+///   as not a JWT (explicit typing, RFC 8725 section 3.11; PyJWT ignores it);
+/// - a `crit` header: RFC 7515 (section 4.1.11) requires refusing a token
+///   whose critical extensions the recipient does not understand, and we
+///   understand none (jsonwebtoken ignores `crit`);
+/// - registered claims of another type than RFC 7519 gives them (`iat`,
+///   `nbf`, `exp` whole seconds; `iss`, `sub`, `jti` strings; `aud` a string
+///   or strings), which jwt-simple refuses to parse and jsonwebtoken does not
+///   read unless asked to check them (PyJWT refuses such `iat` and `aud`);
+/// - an `aud` that names someone, with no audience configured: refused by
+///   us and PyJWT, and by jsonwebtoken too when its audience check is on,
+///   which it is not here ([`names_no_audience`]);
+/// - a header or claims set that names a member twice: jwt-simple refuses
+///   it, jsonwebtoken takes the last value (RFC 7515 and 7519 allow both);
+/// - a `salt` header, jwt-simple's own parameter (it binds a token to a
+///   salted HMAC key): our keys have no salt, so jwt-simple refuses every
+///   HS256 token that carries one ("Missing salt"); PyJWT and jsonwebtoken
+///   ignore it as an unknown parameter. No creator of this contract sets
+///   it (found while giving `verify_token` this differential);
+/// - a `jwk` header that is a JSON object, as RFC 7515 (4.1.3) has it:
+///   jwt-simple types `jwk` as a string and refuses the header as malformed
+///   (jsonwebtoken reads the object, PyJWT ignores it). A token that brings
+///   its own key is refused anyway by our EdDSA and ES256 verifiers.
+pub fn hs256_stricter_by_design(
+    header: &Map<String, Value>,
+    claims: &Map<String, Value>,
+    duplicates: bool,
+) -> Option<&'static str> {
+    let odd_typ = header
+        .get("typ")
+        .and_then(Value::as_str)
+        .is_some_and(|typ| {
+            let typ = typ.to_uppercase();
+            typ != "JWT" && !typ.ends_with("+JWT")
+        });
+    let odd_claim = |name: &str, ok: fn(&Value) -> bool| claims.get(name).is_some_and(|v| !ok(v));
+    let seconds = |v: &Value| v.is_u64();
+    let string = |v: &Value| v.is_string();
+    let audience = |v: &Value| match v {
+        Value::Array(items) => items.iter().all(Value::is_string),
+        other => other.is_string(),
+    };
+    if duplicates {
+        Some("duplicate member")
+    } else if odd_typ {
+        Some("typ")
+    } else if header.contains_key("crit") {
+        Some("crit")
+    } else if header.contains_key("salt") {
+        Some("salt")
+    } else if header
+        .get("jwk")
+        .is_some_and(|jwk| !jwk.is_null() && !jwk.is_string())
+    {
+        Some("jwk object")
+    } else if odd_claim("iat", seconds)
+        || odd_claim("nbf", seconds)
+        || odd_claim("exp", seconds)
+        || ["iss", "sub", "jti", "nonce"]
+            .iter()
+            .any(|name| odd_claim(name, string))
+        || odd_claim("aud", audience)
+    {
+        Some("mistyped registered claim")
+    } else if !names_no_audience(claims) {
+        Some("aud names an audience")
+    } else {
+        None
+    }
+}
+
+/// The differential the other way, for a token our HS256 verifier refused
+/// (`why`) with the keys whose files are `accepted`: if `jsonwebtoken`
+/// accepts it with the key its `kid` names (or, without `kid`, any accepted
+/// key), and it is a token of this contract (a string username, within our
+/// size limit), not about to expire and not refused by a documented rule of
+/// ours ([`hs256_stricter_by_design`]), that is a finding.
+pub fn check_refused_hs256(token: &str, why: &str, accepted: &[&[u8]]) {
+    let segments: Vec<&str> = token.split('.').collect();
+    let (Some(header), Some(claims)) = (
+        segments.first().and_then(|s| decode_segment(s)),
+        segments.get(1).and_then(|s| decode_segment(s)),
+    ) else {
+        return;
+    };
+    let username_is_string = claims.get("username").is_some_and(Value::is_string);
+    let exp = claims.get("exp").and_then(Value::as_i64).unwrap_or(0);
+    if !username_is_string
+        || token.len() > token_contract::token::MAX_TOKEN_LEN
+        // Any i64 (a `-9223372036854775808` exp is a fuzz input like another).
+        || exp.abs_diff(now_secs()) <= CLOCK_SLACK_SECS.unsigned_abs()
+    {
+        return;
+    }
+    let duplicates = segments[..2].iter().any(|segment| {
+        LENIENT
+            .decode(segment)
+            .is_ok_and(|json| crate::published::has_duplicate_members(&json))
+    });
+    if hs256_stricter_by_design(&header, &claims, duplicates).is_some() {
+        return;
+    }
+    let kid = header.get("kid").map(|kid| kid.as_str().map(str::to_owned));
+    let candidates: Vec<&[u8]> = match &kid {
+        None => accepted.to_vec(),
+        Some(Some(kid)) => accepted
+            .iter()
+            .copied()
+            .filter(|k| expected_kid(k) == *kid)
+            .collect(),
+        Some(None) => Vec::new(), // a kid that is not a string names no key
+    };
+    for key in candidates {
+        if let Ok(claims) = decode_with_jsonwebtoken(token, key) {
+            panic!("jsonwebtoken accepts a token we refuse ({why}), claims {claims:?}: {token:?}");
+        }
+    }
 }
