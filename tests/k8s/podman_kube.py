@@ -25,6 +25,9 @@ Adaptations made to the copy, and why:
   also keep leftovers of an aborted run from colliding with the next one.
 * the Secret becomes a podman secret holding ``{"KEY": base64(value)}``: that
   JSON form is what podman 4.3 resolves ``secretKeyRef`` against.
+* the token-settings ConfigMap goes to ``podman kube play --configmap``
+  (a file of its own; ``settings`` overrides its values, e.g. TOKEN_ALG),
+  which is where podman 4.3 resolves ``configMapKeyRef``.
 * ``CONTAINERS_CONF`` points to a containers.conf with ``default_ulimits``
   the sandbox allows (podman's defaults raise RLIMIT_NOFILE/NPROC beyond the
   hard limits here, and runc fails with "error setting rlimits").
@@ -50,6 +53,7 @@ import yaml
 
 from k8s_helpers import (
     SECRET_NAME,
+    TOKEN_SETTINGS,
     Doc,
     all_containers,
     deep_copy,
@@ -180,6 +184,7 @@ class PodmanCopy:
     kube_file: Path
     secret_name: str
     secret_file: Path
+    configmap_file: Path
     conf_file: Path
     volumes: list[str]
     pods: dict[str, PodUnderTest]
@@ -201,11 +206,13 @@ def _podman_secret_json(secret: dict[str, Any]) -> str:
 
 def make_podman_copy(docs: list[Doc], apps: dict[str, tuple[str, int, int]],
                      workdir: Path, suffix: str, pull_policy: str = "Never",
-                     secret: dict[str, Any] | None = None) -> PodmanCopy:
+                     secret: dict[str, Any] | None = None,
+                     settings: dict[str, str] | None = None) -> PodmanCopy:
     """Write the adapted copy of the Deployments (and secret, conf) into workdir.
     pull_policy: "Never" for images loaded from docker, anything else to pull
     them from their registry. secret: the Secret the operator created, for
-    docs that leave it out (a registry overlay); else the one in docs."""
+    docs that leave it out (a registry overlay); else the one in docs.
+    settings: values that replace those of the token-settings ConfigMap."""
     prefix = f"{E2E_PREFIX}-{suffix}"
     secret_name = f"{prefix}-{SECRET_NAME}"
     deployments, volumes, pods = [], [], {}
@@ -259,8 +266,13 @@ def make_podman_copy(docs: list[Doc], apps: dict[str, tuple[str, int, int]],
         secret = one(docs, "Secret", SECRET_NAME).body
     secret_file.write_text(_podman_secret_json(secret))
     secret_file.chmod(0o600)
+    configmap = deep_copy(one(docs, "ConfigMap", TOKEN_SETTINGS).body)
+    configmap["data"].update(settings or {})
+    configmap_file = workdir / "configmap.yaml"
+    configmap_file.write_text(yaml.safe_dump(configmap, sort_keys=False))
     return PodmanCopy(
         workdir=workdir, kube_file=kube_file, secret_name=secret_name, secret_file=secret_file,
+        configmap_file=configmap_file,
         conf_file=containers_conf(workdir / "containers.conf"), volumes=volumes, pods=pods,
     )
 
@@ -288,7 +300,8 @@ def remove_leftovers() -> None:
 
 def play(copy: PodmanCopy) -> None:
     run(["podman", "secret", "create", copy.secret_name, str(copy.secret_file)], env=copy.env)
-    run(["podman", "kube", "play", str(copy.kube_file)], env=copy.env, timeout=300)
+    run(["podman", "kube", "play", "--configmap", str(copy.configmap_file), str(copy.kube_file)],
+        env=copy.env, timeout=300)
 
 
 def _names(kind: str) -> set[str]:

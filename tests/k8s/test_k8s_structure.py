@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from k8s_helpers import (
     COMPOSE_FILE,
@@ -24,8 +25,10 @@ from k8s_helpers import (
     RUNNER_SHUTDOWN_TIMEOUT_S,
     RUNTIME_UID,
     SECRET_KEY,
+    SECRET_KEY_NEXT,
     SECRET_KEY_PREVIOUS,
     SECRET_NAME,
+    TOKEN_SETTINGS,
     CLUSTER_SCOPED_KINDS,
     all_containers,
     by_kind,
@@ -183,6 +186,67 @@ def test_init_container_gets_the_optional_previous_key(app):
     assert ref, "KEY_PREVIOUS must come from a secretKeyRef, never a literal value"
     assert (ref["name"], ref["key"]) == (SECRET_NAME, SECRET_KEY_PREVIOUS)
     assert ref.get("optional") is True, "the Secret holds KEY_PREVIOUS only while rotating"
+
+
+@pytest.mark.parametrize("app", APP_NAMES)
+def test_init_container_gets_the_optional_next_key(app):
+    """EdDSA/ES256 rotation publishes the next key before it signs: KEY_NEXT,
+    from the same Secret, optional like KEY_PREVIOUS."""
+    env = {e["name"]: e for e in init_container(app).get("env", [])}
+    ref = env[SECRET_KEY_NEXT].get("valueFrom", {}).get("secretKeyRef")
+    assert ref, "KEY_NEXT must come from a secretKeyRef, never a literal value"
+    assert (ref["name"], ref["key"]) == (SECRET_NAME, SECRET_KEY_NEXT)
+    assert ref.get("optional") is True, "the Secret holds KEY_NEXT only while rotating"
+
+
+def test_token_settings_configmap_defaults_to_the_reference_behaviour():
+    """One ConfigMap, applied before the workloads, with the defaults compose
+    has: HS256, five-minute tokens, no iss/aud."""
+    settings = one(DOCS, "ConfigMap", TOKEN_SETTINGS).body["data"]
+    assert settings == {
+        "TOKEN_ALG": "HS256",
+        "TOKEN_TTL_SECONDS": "300",
+        "TOKEN_ISSUER": "",
+        "TOKEN_AUDIENCE": "",
+        "JWKS_MAX_AGE_SECONDS": "300",
+    }
+    order = [d.kind for d in DOCS]
+    assert order.index("ConfigMap") < min(i for i, k in enumerate(order) if k == "Deployment")
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    for name, value in compose["x-token-settings"].items():
+        assert value.endswith(f":-{settings[name]}}}"), f"compose default of {name}: {value}"
+
+
+def config_refs(container: dict) -> dict[str, str]:
+    """Environment variable -> ConfigMap key, for those taken from token-settings;
+    fails on a literal value for a token setting."""
+    refs = {}
+    for e in container.get("env", []):
+        ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
+        if ref:
+            assert ref["name"] == TOKEN_SETTINGS and not ref.get("optional"), e
+            refs[e["name"]] = ref["key"]
+        else:
+            assert not e["name"].startswith(("TOKEN_", "JWKS_")), f"{e['name']}: a literal value"
+    return refs
+
+
+@pytest.mark.parametrize("app", APP_NAMES)
+def test_every_program_reads_the_algorithm_from_the_one_configmap(app):
+    """keycreator and the service must agree on TOKEN_ALG: both read it from
+    token-settings, never from a literal that could differ."""
+    wanted = {"TOKEN_ALG", "TOKEN_ISSUER", "TOKEN_AUDIENCE", "JWKS_MAX_AGE_SECONDS"}
+    if app == "creator":
+        wanted.add("TOKEN_TTL_SECONDS")
+    assert config_refs(app_container(app)) == {name: name for name in wanted}
+    assert config_refs(init_container(app)) == {"TOKEN_ALG": "TOKEN_ALG"}
+
+
+@pytest.mark.parametrize("app", APP_NAMES)
+def test_init_container_writes_the_keys_of_its_role(app):
+    """KEYS_FOR=verifier: public keys only, so no verifier pod can sign."""
+    env = {e["name"]: e for e in init_container(app).get("env", [])}
+    assert env["KEYS_FOR"] == {"name": "KEYS_FOR", "value": app}
 
 
 @pytest.mark.parametrize("app", APP_NAMES)
