@@ -2,8 +2,9 @@
 
 Spin is not installed by scripts/test.sh: set `SPIN=/path/to/spin` or put `spin`
 on PATH, otherwise every test here is skipped. Each Spin runs from its own
-temporary application directory (a copy of `spin.toml`, the built `.wasm` files
-and a `key/` directory written by the real keycreator), with HOME and the XDG
+temporary application directory (a copy of `spin.toml`, the `.wasm` files `spin
+build` made, and the `key/` and `verifier-key/` directories written by the real
+keycreator), with HOME and the XDG
 directories in a temporary directory too, so neither the repository's `key/`
 nor its `.spin/` is touched.
 
@@ -13,7 +14,9 @@ PyJWT interoperability both ways, tokens crossing between Spin and our runner
 on the same key, and key rotation: with `spin up --direct-mounts` the running
 Spin follows keycreator's rotation (current and previous key), while by
 default Spin copies the `files` at start-up and sees a new key only after a
-restart.
+restart. Under EdDSA (spin.toml's `token_alg` variable, set with `spin up
+--variable`) Spin serves the JWK Set and the verifier's directory holds public
+keys only.
 """
 
 from __future__ import annotations
@@ -237,30 +240,39 @@ def built(spin, spin_home, binaries) -> dict[str, Path]:
     """`spin build` of the repository's manifest: the cargo builds it runs are those
     scripts/test.sh ran already, so they only confirm the .wasm files are current."""
     run_checked([spin, "build", "--from", str(ROOT / "spin.toml")], env=spin_env(spin_home))
-    return binaries
+    spin_build = ROOT / "target" / "wasm32-wasip2" / "spin"
+    return {**binaries, **{f"spin-{name}": spin_build / f"{name}.wasm"
+                           for name in ("creator", "verifier")}}
 
 
-def write_key(keycreator: Path, keydir: Path, secret: str, previous: str | None = None):
-    """Runs the real keycreator on `keydir`, as a deployment (or a rotation) does."""
-    env = {k: v for k, v in os.environ.items() if k not in ("KEY", "KEY_PREVIOUS")}
-    env.update(KEY=secret, KEY_FILE=str(keydir / "key.txt"))
+def write_key(keycreator: Path, keydir: Path, secret: str, previous: str | None = None,
+              alg: str = "HS256"):
+    """Runs the real keycreator on `keydir` (the creator's) and on its sibling
+    `verifier-key` (the verifier's), as a deployment (or a rotation) does."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KEY", "KEY_PREVIOUS", "KEY_NEXT", "TOKEN_ALG", "KEYS_FOR")}
+    env.update(KEY=secret, TOKEN_ALG=alg)
     if previous is not None:
         env["KEY_PREVIOUS"] = previous
-    run_checked([str(keycreator)], env=env, timeout=30)
+    for role, directory in (("verifier", keydir.parent / "verifier-key"), ("creator", keydir)):
+        directory.mkdir(exist_ok=True)
+        run_checked([str(keycreator)], env={**env, "KEYS_FOR": role,
+                                            "KEY_FILE": str(directory / "key.txt")}, timeout=30)
 
 
-def make_app(built: dict[str, Path], directory: Path, secret: str = OLD_SECRET) -> Path:
+def make_app(built: dict[str, Path], directory: Path, secret: str = OLD_SECRET,
+             alg: str = "HS256") -> Path:
     """An application directory: the repository's spin.toml, the built components
-    where it expects them, and a key directory written by keycreator."""
+    where it expects them, and the key directories written by keycreator."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "spin.toml", directory / "spin.toml")
-    wasm = directory / "target" / "wasm32-wasip2" / "release"
+    wasm = directory / "target" / "wasm32-wasip2" / "spin"
     wasm.mkdir(parents=True)
     for name in ("creator", "verifier"):
-        shutil.copy(built[name], wasm / f"{name}.wasm")
-    (directory / "key").mkdir()
-    write_key(built["keycreator"], directory / "key", secret)
-    assert (directory / "key" / "key.txt").read_text() == key_text(secret)
+        shutil.copy(built[f"spin-{name}"], wasm / f"{name}.wasm")
+    write_key(built["keycreator"], directory / "key", secret, alg=alg)
+    if alg == "HS256":
+        assert (directory / "key" / "key.txt").read_text() == key_text(secret)
     return directory
 
 
@@ -484,3 +496,29 @@ def test_without_direct_mounts_spin_sees_a_rotated_key_only_after_restart(built,
     old = pyjwt_token(OLD_SECRET, "old", headers={"kid": kid(OLD_SECRET)})
     reply = restarted.verify(old)
     assert (reply.status, reply.text) == (200, "old")
+
+
+# --------------------------------------------------------------------------
+# EdDSA: settings from spin.toml's variables, the JWK Set served by Spin
+
+
+def test_eddsa_through_spin_variables_serves_the_key_set(built, start_spin, tmp_path):
+    app = make_app(built, tmp_path / "app", alg="EdDSA")
+    assert sorted(p.name for p in (app / "verifier-key").iterdir()) == ["jwks.json"]
+    server = start_spin(app, "--variable", "token_alg=EdDSA",
+                        "--variable", "jwks_max_age_seconds=60")
+    reply = request(server.port, "GET", "/.well-known/jwks.json")
+    assert reply.status == 200, reply
+    published = json.loads(reply.body)
+    assert published == json.loads((app / "key" / "jwks.json").read_text())
+    assert all("d" not in key for key in published["keys"])
+    token = server.create("edwards")
+    header = jwt.get_unverified_header(token)
+    assert header["alg"] == "EdDSA"
+    assert header["kid"] in [key["kid"] for key in published["keys"]]
+    public = jwt.PyJWK(published["keys"][0]).key
+    assert jwt.decode(token, public, algorithms=["EdDSA"])["username"] == "edwards"
+    reply = server.verify(token)
+    assert (reply.status, reply.text) == (200, "edwards")
+    # An HS256 token of the same secret: not this deployment's algorithm.
+    assert_401(server, pyjwt_token(OLD_SECRET, "hmac"))

@@ -1,10 +1,11 @@
 //! The components run under Spin as they are: they import only WASI 0.2
 //! interfaces Spin provides and export `wasi:http/incoming-handler`, and
-//! `spin.toml` routes to the files the build produces.
+//! `spin.toml` routes to the files its build produces (the `spin-variables`
+//! build, which adds Spin's variables interface and nothing else).
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
@@ -20,11 +21,26 @@ const SPIN_PROVIDES: &[&str] = &[
     "wasi:sockets",
 ];
 
-fn interfaces(component: &str) -> (Vec<String>, Vec<String>) {
+/// Where `spin build` (spin.toml) writes a component: the `spin` profile.
+fn spin_build(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm32-wasip2/spin")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build --locked --profile spin --target \
+         wasm32-wasip2 -p creator -p verifier --features \
+         creator/spin-variables,verifier/spin-variables` (scripts/test.sh does this)",
+        path.display()
+    );
+    path
+}
+
+fn interfaces(wasm: &Path) -> (Vec<String>, Vec<String>) {
     let mut config = Config::new();
     config.wasm_component_model(true);
     let engine = Engine::new(&config).unwrap();
-    let bytes = std::fs::read(common::wasm(component)).unwrap();
+    let bytes = std::fs::read(wasm).unwrap();
     let component = Component::new(&engine, bytes).unwrap();
     let ty = component.component_type();
     let imports = ty.imports(&engine).map(|(n, _)| n.to_owned()).collect();
@@ -35,7 +51,7 @@ fn interfaces(component: &str) -> (Vec<String>, Vec<String>) {
 #[test]
 fn components_import_only_what_spin_provides() {
     for component in ["creator", "verifier"] {
-        let (imports, exports) = interfaces(component);
+        let (imports, exports) = interfaces(&common::wasm(component));
         assert!(!imports.is_empty());
         for import in &imports {
             let (interface, version) = import
@@ -75,20 +91,76 @@ fn spin_manifest_routes_each_path_to_its_built_component() {
             )
         })
         .collect();
-    assert_eq!(routes, [("/create", "creator"), ("/verifier", "verifier")]);
+    assert_eq!(
+        routes,
+        [
+            ("/create", "creator"),
+            ("/verifier", "verifier"),
+            ("/.well-known/jwks.json", "creator")
+        ]
+    );
 
     for name in ["creator", "verifier"] {
         let component = &manifest["component"][name];
         let source = component["source"].as_str().unwrap();
-        assert_eq!(source, format!("target/wasm32-wasip2/release/{name}.wasm"));
+        assert_eq!(source, format!("target/wasm32-wasip2/spin/{name}.wasm"));
         // The build writes exactly the file the manifest serves.
         assert_eq!(
             root.join(source).canonicalize().unwrap(),
-            common::wasm(name).canonicalize().unwrap()
+            spin_build(name).canonicalize().unwrap()
         );
         let build = component["build"]["command"].as_str().unwrap();
         assert!(build.contains("--target wasm32-wasip2") && build.contains(&format!("-p {name}")));
+        assert!(build.contains("--profile spin") && build.contains("--features spin-variables"));
         let files = component["files"].as_array().unwrap();
         assert_eq!(files[0]["destination"].as_str(), Some("/usr/share/key"));
+        // Every token setting is a variable of the application, and each
+        // component's variable is that application variable.
+        let variables = component["variables"].as_table().unwrap();
+        for (name, value) in variables {
+            assert!(manifest["variables"].get(name).is_some(), "{name}");
+            assert_eq!(value.as_str(), Some(format!("{{{{ {name} }}}}").as_str()));
+        }
+    }
+    let settings: Vec<String> = token_contract::api::TOKEN_SETTINGS
+        .iter()
+        .map(|name| name.to_ascii_lowercase())
+        .collect();
+    let mut application: Vec<&String> = manifest["variables"].as_table().unwrap().keys().collect();
+    application.sort();
+    let mut expected: Vec<&String> = settings.iter().collect();
+    expected.sort();
+    assert_eq!(application, expected);
+    // The verifier has its own key directory: under EdDSA and ES256, public
+    // keys only.
+    let key_dir = |name: &str| {
+        manifest["component"][name]["files"][0]["source"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(key_dir("creator"), key_dir("verifier"));
+}
+
+/// The Spin build adds the variables interface (spin.toml's settings) and
+/// nothing else; it still exports the HTTP handler.
+#[test]
+fn spin_build_imports_only_wasi_and_spin_variables() {
+    for component in ["creator", "verifier"] {
+        let (imports, exports) = interfaces(&spin_build(component));
+        assert!(imports.contains(&"fermyon:spin/variables@2.0.0".to_owned()));
+        for import in imports.iter().filter(|i| !i.starts_with("fermyon:spin/variables@")) {
+            let package = import.split('/').next().unwrap();
+            assert!(
+                SPIN_PROVIDES.contains(&package) && import.contains("@0.2."),
+                "{component} imports {import}"
+            );
+        }
+        assert!(
+            exports
+                .iter()
+                .any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
+            "{component} exports {exports:?}"
+        );
     }
 }

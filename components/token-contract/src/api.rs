@@ -105,6 +105,17 @@ fn claim_value(name: &str, value: Option<String>) -> Result<Option<String>, Conf
     Ok(Some(value))
 }
 
+/// The settings every deployment tool carries the same way (compose's
+/// `x-token-settings`, the `token-settings` ConfigMap, spin.toml's
+/// variables, which are these names in lowercase).
+pub const TOKEN_SETTINGS: [&str; 5] = [
+    "TOKEN_ALG",
+    "TOKEN_TTL_SECONDS",
+    "TOKEN_ISSUER",
+    "TOKEN_AUDIENCE",
+    "JWKS_MAX_AGE_SECONDS",
+];
+
 impl Config {
     /// Reads the configuration from this process's environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -553,6 +564,22 @@ mod tests {
     fn error_of(response: &Response) -> ErrorBody {
         assert_eq!(response.content_type, "application/json");
         serde_json::from_slice(&response.body).unwrap()
+    }
+
+    #[test]
+    fn token_settings_name_every_setting_config_reads() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        })
+        .unwrap();
+        let mut asked = asked.into_inner();
+        asked.retain(|name| name != "KEY_FILE");
+        asked.sort();
+        let mut settings = TOKEN_SETTINGS.map(str::to_owned).to_vec();
+        settings.sort();
+        assert_eq!(asked, settings);
     }
 
     #[test]

@@ -42,10 +42,12 @@ fn respond(endpoint: Endpoint, request: &IncomingRequest) -> Response {
     // variable), then scan that with `strncmp` for every name.
     let environment = get_environment();
     let lookup = |name: &str| {
-        environment
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
+        spin_variable(name).or_else(|| {
+            environment
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        })
     };
     let method = request.method();
     let path_and_query = request.path_with_query().unwrap_or_default();
@@ -70,6 +72,25 @@ fn respond(endpoint: Endpoint, request: &IncomingRequest) -> Response {
     // opened.
     let keys = KeyFiles::with_reader(&config.key_file, read_key_file).with_contents_from(lookup);
     handle(endpoint, &config, request, &keys)
+}
+
+/// A token setting from Spin's application variables: `TOKEN_ALG` is the
+/// component variable `token_alg` (spin.toml maps each to an application
+/// variable, which `SPIN_VARIABLE_TOKEN_ALG` or `spin up --variable` sets).
+/// A variable the manifest does not define leaves the environment's value.
+#[cfg(feature = "spin-variables")]
+fn spin_variable(name: &str) -> Option<String> {
+    if !crate::api::TOKEN_SETTINGS.contains(&name) {
+        return None;
+    }
+    spin_sdk::variables::get(&name.to_ascii_lowercase()).ok()
+}
+
+/// Without the `spin-variables` feature the component imports nothing but
+/// WASI 0.2, and the settings come from the environment only.
+#[cfg(not(feature = "spin-variables"))]
+fn spin_variable(_name: &str) -> Option<String> {
+    None
 }
 
 /// Reads at most `limit` bytes of the file at `path` straight through
