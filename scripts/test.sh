@@ -24,6 +24,8 @@ cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 step "lint (host, wasm32-wasip2, and the compiler-less runner the images ship)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 -p creator -p verifier \
+    --features creator/spin-variables,verifier/spin-variables -- -D warnings
 cargo clippy --locked -p runner --no-default-features -- -D warnings
 # The fuzz crate is a workspace of its own (cargo fuzz builds it with
 # coverage flags); checked in the main target directory, whose dependencies
@@ -32,10 +34,13 @@ CARGO_TARGET_DIR=target cargo clippy --locked --manifest-path fuzz/Cargo.toml --
 
 step "build the components the tests serve"
 cargo build --locked --release --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest
+# What `spin build` makes (spin.toml): settings from Spin variables.
+cargo build --locked --profile spin --target wasm32-wasip2 -p creator -p verifier \
+    --features creator/spin-variables,verifier/spin-variables
 
-step "Python test dependencies (PyJWT for interop, pytest and friends for e2e, OpenAPI checks, bcrypt for the test registry's htpasswd, the official OTLP protobuf definitions for the trace receiver)"
+step "Python test dependencies (PyJWT, jwcrypto and joserfc for interop, pytest and friends for e2e, OpenAPI checks, bcrypt for the test registry's htpasswd, the official OTLP protobuf definitions for the trace receiver)"
 python3 -m pip install --quiet --disable-pip-version-check \
-    pyjwt pytest pyyaml kubernetes-validate prometheus-client bcrypt \
+    "pyjwt[crypto]>=2.8,<3" "jwcrypto>=1.5,<2" "joserfc>=1.1,<2" pytest pyyaml kubernetes-validate prometheus-client bcrypt \
     "openapi-spec-validator>=0.7,<1" "schemathesis>=4.32,<5" "opentelemetry-proto>=1.30,<2"
 
 step "Rust unit and integration tests"
