@@ -136,7 +136,9 @@ def test_error_responses_and_their_headers():
                 response = _resolve(spec, response["$ref"]) if "$ref" in response else response
                 assert response.get("content"), f"{method} {path} {status}: no body described"
                 media = set(response["content"])
-                if status.startswith("2"):
+                if status.startswith("2") and path == "/.well-known/jwks.json":
+                    assert media == {"application/jwk-set+json"}, f"{path} {status}: {media}"
+                elif status.startswith("2"):
                     assert media == {"text/plain"}, f"{method} {path} {status}: {media}"
                 else:
                     assert media == {"application/json"}, f"{method} {path} {status}: {media}"
@@ -155,5 +157,5 @@ def test_each_service_route_lists_only_its_own_server():
         servers = spec["paths"][path]["servers"]
         assert [s["url"] for s in servers] == [ports[service]], path
         assert spec["paths"][path]["post"]["tags"] == [service]
-    for path in ("/healthz", "/readyz"):
+    for path in ("/healthz", "/readyz", "/.well-known/jwks.json"):
         assert "servers" not in spec["paths"][path], f"{path} is served by both"
