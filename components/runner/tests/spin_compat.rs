@@ -149,7 +149,10 @@ fn spin_build_imports_only_wasi_and_spin_variables() {
     for component in ["creator", "verifier"] {
         let (imports, exports) = interfaces(&spin_build(component));
         assert!(imports.contains(&"fermyon:spin/variables@2.0.0".to_owned()));
-        for import in imports.iter().filter(|i| !i.starts_with("fermyon:spin/variables@")) {
+        for import in imports
+            .iter()
+            .filter(|i| !i.starts_with("fermyon:spin/variables@"))
+        {
             let package = import.split('/').next().unwrap();
             assert!(
                 SPIN_PROVIDES.contains(&package) && import.contains("@0.2."),
