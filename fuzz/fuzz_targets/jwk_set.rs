@@ -54,7 +54,7 @@ use token_contract::key::{JWKS_CONTENTS_ENV, SIGNING_JWK_CONTENTS_ENV};
 use token_contract::token::{ClaimsPolicy, IssuingKey, issue_with, verify_published};
 use token_contract::{Algorithm, KeyError, KeyFiles, Keys, PrivateKey, PublicKeySet, TokenError};
 use token_service_fuzz::jwk::{
-    PRIVATE_MEMBERS, Public, Signing, has_private_member, object, thumbprint,
+    PRIVATE_MEMBERS, Public, Signing, has_private_member, object, other_of, thumbprint,
 };
 use token_service_fuzz::keys::{KeyBytes, SEED_CURRENT_KEY, SEED_PREVIOUS_KEY, derived};
 use token_service_fuzz::published::{accepted_alg_names, check_accepted};
@@ -307,14 +307,6 @@ struct Structured {
 struct Pairs {
     ours: Vec<PrivateKey>,
     other: Vec<PrivateKey>,
-}
-
-fn other_of(alg: Algorithm) -> Algorithm {
-    if alg == Algorithm::EdDsa {
-        Algorithm::Es256
-    } else {
-        Algorithm::EdDsa
-    }
 }
 
 impl Pairs {

@@ -54,7 +54,7 @@ use token_contract::token::{
     ClaimsPolicy, IssuingKey, MAX_TOKEN_LEN, issue_with, verify_published,
 };
 use token_contract::{Algorithm, PrivateKey, PublicKeySet, TokenError};
-use token_service_fuzz::jwk::{SForm, Signing, high_s, object};
+use token_service_fuzz::jwk::{SForm, Signing, high_s, object, other_of};
 use token_service_fuzz::keys::{
     KeyBytes, SEED_CURRENT_KEY, SEED_PREVIOUS_KEY, derived, expected_kid,
 };
@@ -76,14 +76,6 @@ fn policy(bits: u8) -> ClaimsPolicy {
     ClaimsPolicy {
         issuer: (bits & 1 != 0).then(|| ISSUER.to_owned()),
         audience: (bits & 2 != 0).then(|| AUDIENCE.to_owned()),
-    }
-}
-
-fn other_of(alg: Algorithm) -> Algorithm {
-    if alg == Algorithm::EdDsa {
-        Algorithm::Es256
-    } else {
-        Algorithm::EdDsa
     }
 }
 

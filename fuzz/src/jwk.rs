@@ -23,6 +23,16 @@ use token_contract::{Algorithm, PrivateKey};
 /// them may ever be published.
 pub const PRIVATE_MEMBERS: [&str; 9] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k", "priv"];
 
+/// The asymmetric algorithm that is not `alg`: the key a confused verifier
+/// might take.
+pub fn other_of(alg: Algorithm) -> Algorithm {
+    if alg == Algorithm::EdDsa {
+        Algorithm::Es256
+    } else {
+        Algorithm::EdDsa
+    }
+}
+
 /// Whether a JWK object has a private member.
 pub fn has_private_member(jwk: &Map<String, Value>) -> bool {
     PRIVATE_MEMBERS.iter().any(|name| jwk.contains_key(*name))

@@ -10,7 +10,7 @@ use token_contract::token::{ClaimsPolicy, MAX_TOKEN_LEN};
 
 use crate::jwk::{Public, object, thumbprint};
 use crate::now_secs;
-use crate::token::{decode_segment, jsonwebtoken_reads_header, names_no_audience};
+use crate::token::{check_lifetime, decode_segment, jsonwebtoken_reads_header, names_no_audience};
 
 /// base64url without padding, strictly (as jwt-simple and jsonwebtoken
 /// decode signatures).
@@ -18,8 +18,9 @@ const STRICT: base64::engine::GeneralPurpose = base64::engine::general_purpose::
 
 /// Tokens whose `exp` or `nbf` is this close to now may be judged
 /// differently by two checks a moment apart (or by jsonwebtoken, which
-/// rounds a fraction of a second where jwt-simple truncates it).
-pub const CLOCK_SLACK_SECS: f64 = 2.0;
+/// rounds a fraction of a second where jwt-simple truncates it): the same
+/// slack as for HS256.
+pub const CLOCK_SLACK_SECS: f64 = crate::token::CLOCK_SLACK_SECS as f64;
 
 /// Header parameters that carry or point to a key (RFC 7515, 4.1.2-4.1.6).
 pub const KEY_HEADERS: [&str; 4] = ["jwk", "jku", "x5u", "x5c"];
@@ -407,23 +408,7 @@ pub fn check_issued(
     expected_header.insert("typ".into(), Value::from("JWT"));
     expected_header.insert("kid".into(), Value::from(kid));
     assert_eq!(parts.header, expected_header, "issued header: {token}");
-    let claim = |name: &str| {
-        parts
-            .claims
-            .get(name)
-            .and_then(Value::as_i64)
-            .unwrap_or_else(|| panic!("issued a token without an integer {name}: {token}"))
-    };
-    let (iat, exp) = (claim("iat"), claim("exp"));
-    assert_eq!(
-        exp - iat,
-        ttl_secs as i64,
-        "exp - iat is not the lifetime: {token}"
-    );
-    assert!(
-        (iat - now_secs()).abs() <= CLOCK_SLACK_SECS as i64,
-        "iat is not now: {token}"
-    );
+    check_lifetime(&parts.claims, token, ttl_secs);
     let mut names: Vec<&str> = parts.claims.keys().map(String::as_str).collect();
     names.sort_unstable();
     let mut expected = vec!["exp", "iat", "username"];

@@ -31,9 +31,9 @@ from podman_kube import PodmanCopy
 from test_k8s_podman_e2e import (  # noqa: F401 (fixtures)
     b64url_decode,
     images,
+    play_until_ready,
     podman_version,
     request,
-    wait_until_ready,
 )
 
 pytestmark = pytest.mark.podman
@@ -50,12 +50,7 @@ def deployed(images, tmp_path_factory) -> PodmanCopy:  # noqa: F811 (the importe
         load_docs(), EXPECTED_APPS, tmp_path_factory.mktemp("podman-es256"), secrets.token_hex(4),
         settings={"TOKEN_ALG": ALG, "TOKEN_ISSUER": ISSUER, "TOKEN_AUDIENCE": AUDIENCE})
     try:
-        try:
-            podman_kube.play(copy)
-        except RuntimeError as e:
-            pytest.fail(f"podman kube play failed:\n{e}\n{podman_kube.diagnostics(copy)}",
-                        pytrace=False)
-        wait_until_ready(copy)
+        play_until_ready(copy)
         yield copy
     finally:
         errors = podman_kube.down(copy)

@@ -117,16 +117,22 @@ def deployed(images, tmp_path_factory) -> PodmanCopy:
     copy = podman_kube.make_podman_copy(
         docs, EXPECTED_APPS, tmp_path_factory.mktemp("podman-kube"), secrets.token_hex(4))
     try:
-        try:
-            podman_kube.play(copy)
-        except RuntimeError as e:
-            pytest.fail(f"podman kube play failed:\n{e}\n{podman_kube.diagnostics(copy)}",
-                        pytrace=False)
-        wait_until_ready(copy)
+        play_until_ready(copy)
         yield copy
     finally:
         errors = podman_kube.down(copy)
         assert not errors, "teardown failed:\n" + "\n".join(errors)
+
+
+def play_until_ready(copy: PodmanCopy) -> None:
+    """`podman kube play` the copy (a failure says what podman saw), then wait
+    until every pod is ready."""
+    try:
+        podman_kube.play(copy)
+    except RuntimeError as e:
+        pytest.fail(f"podman kube play failed:\n{e}\n{podman_kube.diagnostics(copy)}",
+                    pytrace=False)
+    wait_until_ready(copy)
 
 
 def wait_until_ready(copy: PodmanCopy) -> None:

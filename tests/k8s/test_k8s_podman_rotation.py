@@ -50,7 +50,7 @@ import pytest
 from k8s_helpers import EXPECTED_APPS, REPO_ROOT, SECRET_NAME, Doc, deep_copy, load_docs
 import podman_kube
 from podman_kube import PodmanCopy
-from test_k8s_podman_e2e import images, podman_version, request, wait_until_ready  # noqa: F401 (fixtures)
+from test_k8s_podman_e2e import images, play_until_ready, podman_version, request  # noqa: F401 (fixtures)
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from rotation_load import TokenLoad, token_kid  # noqa: E402
@@ -97,12 +97,7 @@ class Cluster:
             with_secret(load_docs(), secret), {app: EXPECTED_APPS[app]},
             self.workdir / suffix, suffix)
         self.copies.append(copy)
-        try:
-            podman_kube.play(copy)
-        except RuntimeError as e:
-            pytest.fail(f"podman kube play failed:\n{e}\n{podman_kube.diagnostics(copy)}",
-                        pytrace=False)
-        wait_until_ready(copy)
+        play_until_ready(copy)
         return self.url(copy)
 
     @staticmethod

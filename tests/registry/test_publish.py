@@ -477,11 +477,7 @@ def test_pods_run_from_images_pulled_from_the_registry(published, rendered, clie
                                         pull_policy="IfNotPresent", secret=operator_secret)
     copy.extra_env = {"REGISTRY_AUTH_FILE": client_env["REGISTRY_AUTH_FILE"]}
     try:
-        try:
-            podman_kube.play(copy)
-        except RuntimeError as e:
-            pytest.fail(f"podman kube play failed:\n{e}\n{podman_kube.diagnostics(copy)}", pytrace=False)
-        pods.wait_until_ready(copy)
+        pods.play_until_ready(copy)
         for app in copy.pods.values():
             info = podman_kube.inspect_container(app.app_container)
             assert info["ImageName"].startswith(f"{published['prefix']}/{app.app}@sha256:"), info["ImageName"]

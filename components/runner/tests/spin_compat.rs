@@ -48,29 +48,36 @@ fn interfaces(wasm: &Path) -> (Vec<String>, Vec<String>) {
     (imports, exports)
 }
 
+/// `component` imports only WASI 0.2 interfaces Spin provides (and the
+/// `extra` imports named exactly), no outgoing HTTP, and exports the
+/// `wasi:http` handler.
+fn assert_runs_under_spin(component: &str, wasm: &Path, extra: &[&str]) {
+    let (imports, exports) = interfaces(wasm);
+    assert!(!imports.is_empty());
+    for import in imports.iter().filter(|i| !extra.contains(&i.as_str())) {
+        let (interface, version) = import
+            .split_once('@')
+            .unwrap_or_else(|| panic!("{component}: unversioned import {import}"));
+        let package = interface.split('/').next().unwrap();
+        assert!(
+            SPIN_PROVIDES.contains(&package) && version.starts_with("0.2."),
+            "{component} imports {import}, which Spin does not provide"
+        );
+    }
+    assert!(
+        exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
+        "{component} exports {exports:?}"
+    );
+    // Outgoing HTTP is neither needed nor imported.
+    assert!(!imports.iter().any(|i| i.contains("outgoing-handler")));
+}
+
 #[test]
 fn components_import_only_what_spin_provides() {
     for component in ["creator", "verifier"] {
-        let (imports, exports) = interfaces(&common::wasm(component));
-        assert!(!imports.is_empty());
-        for import in &imports {
-            let (interface, version) = import
-                .split_once('@')
-                .unwrap_or_else(|| panic!("{component}: unversioned import {import}"));
-            let package = interface.split('/').next().unwrap();
-            assert!(
-                SPIN_PROVIDES.contains(&package) && version.starts_with("0.2."),
-                "{component} imports {import}, which Spin does not provide"
-            );
-        }
-        assert!(
-            exports
-                .iter()
-                .any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
-            "{component} exports {exports:?}"
-        );
-        // Outgoing HTTP is neither needed nor imported.
-        assert!(!imports.iter().any(|i| i.contains("outgoing-handler")));
+        assert_runs_under_spin(component, &common::wasm(component), &[]);
     }
 }
 
@@ -146,24 +153,10 @@ fn spin_manifest_routes_each_path_to_its_built_component() {
 /// nothing else; it still exports the HTTP handler.
 #[test]
 fn spin_build_imports_only_wasi_and_spin_variables() {
+    const VARIABLES: &str = "fermyon:spin/variables@2.0.0";
     for component in ["creator", "verifier"] {
-        let (imports, exports) = interfaces(&spin_build(component));
-        assert!(imports.contains(&"fermyon:spin/variables@2.0.0".to_owned()));
-        for import in imports
-            .iter()
-            .filter(|i| !i.starts_with("fermyon:spin/variables@"))
-        {
-            let package = import.split('/').next().unwrap();
-            assert!(
-                SPIN_PROVIDES.contains(&package) && import.contains("@0.2."),
-                "{component} imports {import}"
-            );
-        }
-        assert!(
-            exports
-                .iter()
-                .any(|e| e.starts_with("wasi:http/incoming-handler@0.2.")),
-            "{component} exports {exports:?}"
-        );
+        let wasm = spin_build(component);
+        assert!(interfaces(&wasm).0.contains(&VARIABLES.to_owned()));
+        assert_runs_under_spin(component, &wasm, &[VARIABLES]);
     }
 }
