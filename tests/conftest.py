@@ -9,25 +9,19 @@ then no-ops that only make e.g. `python3 -m pytest tests/api` work on its own.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+# tests/ is on sys.path: pytest puts a rootless conftest's directory there.
+from helpers import run_checked
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 # Same override as the Rust tests (components/runner/tests/common/mod.rs).
 WASM_DIR = Path(os.environ.get("WASM_DIR", TARGET / "wasm32-wasip2" / "release"))
 KEY = "live-binaries-test-secret"
-
-
-def run_checked(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 1800) -> None:
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, timeout=timeout, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout}"
 
 
 @pytest.fixture(scope="session")

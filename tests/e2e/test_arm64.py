@@ -29,14 +29,17 @@ import hashlib
 import os
 import re
 import shutil
-import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import test_compose as e2e
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from helpers import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM = "linux/arm64"
@@ -152,12 +155,6 @@ def has_interpreter(path: Path) -> bool:
     phnum = int.from_bytes(data[56:58], "little")
     types = [int.from_bytes(data[phoff + i * phentsize:][:4], "little") for i in range(phnum)]
     return 3 in types  # PT_INTERP
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the images ---------------------------------------------------------------------

@@ -44,8 +44,8 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ from k8s_helpers import (
     pod_spec,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from helpers import free_port  # noqa: E402
+
 E2E_PREFIX = "wasm-jwt-e2e"
 PROBES = ("startupProbe", "livenessProbe", "readinessProbe")
 
@@ -75,12 +78,6 @@ def run(cmd: list[str], *, env: dict | None = None, timeout: float = 120,
             f"--- stderr ---\n{proc.stderr.decode(errors='replace')}"
         )
     return proc
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------

@@ -16,19 +16,17 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import bcrypt
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from helpers import free_port  # noqa: E402
+
 CERT_DIRS = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
 USER = "publisher"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _openssl(*args: str, cwd: Path) -> None:

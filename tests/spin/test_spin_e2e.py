@@ -28,8 +28,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,13 +37,10 @@ from pathlib import Path
 import jwt
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from helpers import free_port, run_checked  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_checked(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 1800) -> None:
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=timeout, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert proc.returncode == 0, f"{' '.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout}"
 
 
 def find_spin() -> str | None:
@@ -71,12 +68,6 @@ def key_text(secret: str) -> str:
 def kid(secret: str) -> str:
     """The `kid` of tokens signed with `secret`'s key."""
     return hashlib.sha256(key_text(secret).encode()).hexdigest()[:16]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Reply:
