@@ -20,6 +20,7 @@ import json
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 
 
 def token_kid(token: str) -> str | None:
@@ -43,7 +44,11 @@ def post(base: str, path: str, body: dict, timeout: float = 10) -> tuple[int, st
 class TokenLoad:
     """`threads` threads that each loop: create a token, verify it."""
 
-    def __init__(self, creators: list[str], verifiers: list[str], threads: int = 4):
+    def __init__(self, creators: list[str], verifiers: list[str], threads: int = 4,
+                 outside_verifier: Callable[[str], str] | None = None):
+        """`outside_verifier`, if given, checks every token too, as a gateway
+        would: it returns the token's username or raises if it refuses it."""
+        self._outside_verifier = outside_verifier
         self._lock = threading.Lock()
         self._creators = list(creators)
         self._verifiers = list(verifiers)
@@ -105,6 +110,15 @@ class TokenLoad:
                 self._record(error=f"POST {verifier}/verifier: {e!r}")
                 continue
             kid = token_kid(token)
+            if status == 200 and body == user and self._outside_verifier:
+                try:
+                    found = self._outside_verifier(token)
+                except Exception as e:  # noqa: BLE001 - any refusal counts
+                    self._record(rejected=f"the outside verifier rejected a token of {creator} (kid {kid}): {e!r}")
+                    continue
+                if found != user:
+                    self._record(error=f"the outside verifier read {found!r} from a token for {user!r}")
+                    continue
             if status == 200 and body == user:
                 self._record(kid=kid)
             elif status == 401:

@@ -73,9 +73,13 @@ def compose_command() -> tuple[str, ...]:
     pytest.fail("neither `docker compose` nor `docker-compose` works: install Compose")
 
 
+# Settings over compose.yaml's defaults (test_compose_asymmetric.py: TOKEN_ALG).
+STACK_ENV: dict[str, str] = {}
+
+
 def compose_env(key: str | None = KEY) -> dict[str, str]:
     env = dict(os.environ, CREATOR_PORT=str(CREATOR_PORT), VERIFIER_PORT=str(VERIFIER_PORT),
-               TOKEN_TTL_SECONDS=str(TOKEN_TTL))
+               TOKEN_TTL_SECONDS=str(TOKEN_TTL), **STACK_ENV)
     env.pop("KEY", None)
     if key is not None:
         env["KEY"] = key
@@ -167,12 +171,17 @@ def running_stack(up_timeout: float = 120, health_timeout: float = HEALTH_TIMEOU
         compose("down", "-v", "--remove-orphans", timeout=120, check=False)
 
 
-@pytest.fixture(scope="module")
-def stack():
+def docker_with_images() -> None:
+    """Docker running and the images built (a no-op when an earlier test built them)."""
     ensure = run(["scripts/ensure-docker.sh"], check=False)
     if ensure.returncode != 0:
         pytest.fail(f"Docker is not usable, so the e2e tests cannot run:\n{ensure.stdout}")
     run(["scripts/build-images.sh"], timeout=BUILD_TIMEOUT, capture=False)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    docker_with_images()
     with running_stack():
         yield
 
@@ -218,6 +227,15 @@ def test_tampered_token_is_rejected(stack, how):
     assert ctype.startswith("application/json"), ctype
     assert isinstance(json.loads(body), dict), body
     assert "testname" not in body and "admin" not in body
+
+
+def test_the_key_set_route_is_not_found_under_hs256(stack):
+    """HS256 has no public key: nothing to publish (EdDSA and ES256 in
+    test_compose_asymmetric.py)."""
+    for base in (CREATOR, VERIFIER):
+        status, ctype, body = http("GET", f"{base}/.well-known/jwks.json")
+        assert status == 404, (base, status, body)
+        assert ctype.startswith("application/json"), ctype
 
 
 def test_keycreator_exited_zero(stack):
@@ -361,16 +379,17 @@ def test_compose_up_without_key_fails_naming_key(stack):
         compose("down", "-v", project=f"{PROJECT}-nokey", check=False)
 
 
-def rotate(step: str, key: str, previous: str | None = None):
+def rotate(step: str, key: str, previous: str | None = None, next_key: str | None = None):
     """scripts/rotate-key.sh STEP against the test stack, as an operator runs it."""
     env = compose_env(key) | {
         "COMPOSE_PROJECT_NAME": PROJECT,
         "COMPOSE_FILE": str(ROOT / "compose.yaml"),
         "COMPOSE": " ".join(compose_command()),
     }
-    env.pop("KEY_PREVIOUS", None)
-    if previous is not None:
-        env["KEY_PREVIOUS"] = previous
+    for name, value in (("KEY_PREVIOUS", previous), ("KEY_NEXT", next_key)):
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
     return run(["scripts/rotate-key.sh", step], env=env, timeout=120)
 
 
