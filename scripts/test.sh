@@ -17,6 +17,12 @@ step "toolchain: wasm32-wasip2 and musl targets, rustfmt, clippy"
 rustup target add wasm32-wasip2 x86_64-unknown-linux-musl
 rustup component add rustfmt clippy
 
+# Before anything is built: no crate with a known advisory, a licence we
+# cannot ship or a source other than crates.io (deny.toml, docs/security.md).
+# Offline, against ../shared/advisory-db; seconds once cargo-deny is installed.
+step "dependency gate: advisories, licences, sources (scripts/dependency-gate.sh)"
+scripts/dependency-gate.sh
+
 step "format"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
