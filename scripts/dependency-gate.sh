@@ -139,8 +139,9 @@ for manifest in "${manifests[@]}"; do
     if ! cargo deny "${offline_flag[@]}" --locked --manifest-path "$manifest" --workspace \
             --config "$config" check --allow duplicate advisories licenses sources bans; then
         status=1
-        echo "dependency gate: FAILED for $manifest: an advisory, a licence or a source above is refused." \
-             "Fix it (update or replace the crate), or accept it with a reason in deny.toml" >&2
+        echo "dependency gate: FAILED for $manifest: cargo deny refused a crate above (an advisory," \
+             "a licence or a source; fix it by updating or replacing the crate, or accept it with a" \
+             "reason in deny.toml), or could not run (its error is above)" >&2
     fi
 done
 if [[ $status -ne 0 ]]; then
