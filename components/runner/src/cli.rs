@@ -14,6 +14,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::host::DirMapping;
+use crate::otel::config::TraceSettings;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -248,6 +249,27 @@ pub struct OtelArgs {
     pub max_export_batch_size: usize,
 }
 
+impl OtelArgs {
+    /// The flags' values as the plain settings the tracing configuration is
+    /// built from.
+    pub fn settings(&self) -> TraceSettings {
+        TraceSettings {
+            endpoint: self.endpoint.clone(),
+            traces_endpoint: self.traces_endpoint.clone(),
+            protocol: self.protocol.clone(),
+            headers: self.headers.clone(),
+            timeout_ms: self.timeout_ms,
+            service_name: self.service_name.clone(),
+            resource_attributes: self.resource_attributes.clone(),
+            sampler: self.sampler.clone(),
+            sampler_arg: self.sampler_arg.clone(),
+            schedule_delay_ms: self.schedule_delay_ms,
+            max_queue_size: self.max_queue_size,
+            max_export_batch_size: self.max_export_batch_size,
+        }
+    }
+}
+
 fn parse_dir(value: &str) -> Result<DirMapping, String> {
     let (host, guest) = value.split_once("::").unwrap_or((value, value));
     if host.is_empty() || guest.is_empty() {
@@ -318,7 +340,7 @@ impl ServeArgs {
             }
             seen.push(name);
         }
-        self.otel.config(&component_name(component))?;
+        self.otel.settings().config(&component_name(component))?;
         Ok(())
     }
 }
@@ -367,5 +389,189 @@ mod tests {
         assert!(error.to_string().contains("at least 1"), "{error}");
         let error = check(&["--env", "A", "--env-from-file", "A=/k", "c.wasm"]).unwrap_err();
         assert!(error.to_string().contains("set twice"), "{error}");
+    }
+}
+
+/// The tracing flags, through the configuration they give. Here rather than
+/// beside that configuration (`otel::config`) because the tracer is a layer
+/// below the command line and its module must not use it.
+#[cfg(test)]
+mod otel_tests {
+    use super::*;
+    use crate::otel::config::TraceConfig;
+    use crate::otel::context::Sampler;
+    use clap::Parser;
+
+    fn config(args: &[&str]) -> Result<Option<TraceConfig>> {
+        let cli = Cli::try_parse_from(
+            ["runner"]
+                .into_iter()
+                .chain(args.iter().copied())
+                .chain(["c.cwasm"]),
+        )
+        .expect("the arguments parse");
+        cli.serve.otel.settings().config("verifier")
+    }
+
+    fn error(args: &[&str]) -> String {
+        let message = config(args).unwrap_err().to_string();
+        assert!(!message.contains('\n'), "{message:?} is more than one line");
+        message
+    }
+
+    #[test]
+    fn off_without_an_endpoint() {
+        assert!(config(&["--otel-service-name", "x"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn the_base_endpoint_gets_the_traces_path_and_the_traces_endpoint_does_not() {
+        for (base, full) in [
+            ("http://collector:4318", "http://collector:4318/v1/traces"),
+            ("http://collector:4318/", "http://collector:4318/v1/traces"),
+            ("http://c:4318/otlp/", "http://c:4318/otlp/v1/traces"),
+        ] {
+            let config = config(&["--otlp-endpoint", base]).unwrap().unwrap();
+            assert_eq!(config.endpoint.to_string(), full);
+        }
+        let config = config(&[
+            "--otlp-endpoint",
+            "http://ignored:1",
+            "--otlp-traces-endpoint",
+            "http://127.0.0.1:9/custom",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(config.endpoint.to_string(), "http://127.0.0.1:9/custom");
+    }
+
+    #[test]
+    fn defaults_follow_the_sdk_specification() {
+        let config = config(&["--otlp-endpoint", "http://c:4318"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.sampler, Sampler::DEFAULT);
+        assert_eq!(config.export_timeout, Duration::from_secs(10));
+        assert_eq!(config.schedule_delay, Duration::from_secs(5));
+        assert_eq!((config.max_queue, config.max_batch), (2048, 512));
+        assert_eq!(
+            config.resource[0],
+            ("service.name".into(), "verifier".into())
+        );
+        assert_eq!(config.resource[1].0, "service.version");
+    }
+
+    #[test]
+    fn resource_attributes_headers_and_service_name() {
+        let config = config(&[
+            "--otlp-endpoint",
+            "http://c:4318",
+            "--otel-resource-attributes",
+            "service.name=ignored, deployment.environment.name=prod%2Ceu ,k8s.pod.name=p-1",
+            "--otel-service-name",
+            "login-verifier",
+            "--otlp-headers",
+            "authorization=Bearer%20abc,x-tenant=7",
+        ])
+        .unwrap()
+        .unwrap();
+        let get = |key: &str| {
+            config
+                .resource
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("service.name"), Some("login-verifier"));
+        assert_eq!(get("deployment.environment.name"), Some("prod,eu"));
+        assert_eq!(get("k8s.pod.name"), Some("p-1"));
+        assert_eq!(config.headers["authorization"], "Bearer abc");
+        assert_eq!(config.headers["x-tenant"], "7");
+    }
+
+    #[test]
+    fn samplers() {
+        let sampler = |name: &str, arg: &str| {
+            config(&[
+                "--otlp-endpoint",
+                "http://c:4318",
+                "--otel-traces-sampler",
+                name,
+                "--otel-traces-sampler-arg",
+                arg,
+            ])
+            .unwrap()
+            .unwrap()
+            .sampler
+        };
+        assert_eq!(
+            sampler("parentbased_traceidratio", "0.25"),
+            Sampler {
+                root_ratio: 0.25,
+                parent_based: true
+            }
+        );
+        assert_eq!(
+            sampler("always_off", "not read"),
+            Sampler {
+                root_ratio: 0.0,
+                parent_based: false
+            }
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_one_clear_line() {
+        let endpoint = ["--otlp-endpoint", "http://c:4318"];
+        let cases: [(&[&str], &str); 9] = [
+            (&["--otlp-endpoint", "collector:4318"], "is not a URL"),
+            (&["--otlp-endpoint", "not a url"], "is not a URL"),
+            (
+                &["--otlp-traces-endpoint", "https://c:4318/v1/traces"],
+                "https is not supported",
+            ),
+            (&["--otlp-endpoint", "ftp://c/"], "is not http"),
+            (
+                &[
+                    endpoint[0],
+                    endpoint[1],
+                    "--otel-traces-sampler",
+                    "sometimes",
+                ],
+                "not a sampler",
+            ),
+            (
+                &[
+                    endpoint[0],
+                    endpoint[1],
+                    "--otel-traces-sampler",
+                    "traceidratio",
+                    "--otel-traces-sampler-arg",
+                    "1.5",
+                ],
+                "is not a ratio from 0 to 1",
+            ),
+            (
+                &[endpoint[0], endpoint[1], "--otlp-headers", "novalue"],
+                "is not KEY=VALUE",
+            ),
+            (
+                &[endpoint[0], endpoint[1], "--otlp-protocol", "grpc"],
+                "http/protobuf only",
+            ),
+            (
+                &[
+                    endpoint[0],
+                    endpoint[1],
+                    "--otel-resource-attributes",
+                    "a=%zz",
+                ],
+                "percent-encoded",
+            ),
+        ];
+        for (args, expected) in cases {
+            let message = error(args);
+            assert!(message.contains(expected), "{args:?}: {message}");
+        }
     }
 }

@@ -144,7 +144,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         request_timeout: args.request_timeout,
         fs_inline: !args.fs_on_blocking_pool,
     };
-    let trace_config = args.otel.config(&cli::component_name(&component_path))?;
+    let trace_config = args
+        .otel
+        .settings()
+        .config(&cli::component_name(&component_path))?;
     let metrics = args.metrics_addr.map(|_| {
         let name = component_path.file_name().unwrap_or_default();
         Arc::new(Metrics::new(

@@ -24,7 +24,6 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::otel::DropReason;
 use crate::routes::{Route, Routes};
 
 /// The wasmtime this runner is built with (pinned with `=` in Cargo.toml;
@@ -106,6 +105,29 @@ impl BodyRejection {
             Self::TooLarge => "too_large",
             Self::ReadTimeout => "read_timeout",
             Self::ReadError => "read_error",
+        }
+    }
+}
+
+/// Why spans were lost: the `reason` label of
+/// `runner_trace_spans_dropped_total`. Defined here, beside the other
+/// reasons counted, so that the metrics need nothing of the tracer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanDropReason {
+    /// The queue was full: the collector is slower than the request rate.
+    QueueFull,
+    /// The export failed: no connection, an error status, or a timeout.
+    ExportFailed,
+    /// The collector took the batch but refused these spans (OTLP partial success).
+    Rejected,
+}
+
+impl SpanDropReason {
+    fn label(self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::ExportFailed => "export_failed",
+            Self::Rejected => "rejected",
         }
     }
 }
@@ -254,7 +276,7 @@ impl Metrics {
         self.spans_exported.inc_by(spans);
     }
 
-    pub fn record_spans_dropped(&self, reason: DropReason, spans: u64) {
+    pub fn record_spans_dropped(&self, reason: SpanDropReason, spans: u64) {
         self.spans_dropped
             .get_or_create(&ReasonLabels {
                 reason: reason.label(),

@@ -2,6 +2,10 @@
 //! the flags that mirror them, see `cli::OtelArgs`), checked once at
 //! start-up so that a bad value stops the runner with one clear line
 //! instead of losing every span later.
+//!
+//! Built from [`TraceSettings`], plain values, rather than from the command
+//! line's types: the command line is a layer above the tracer (see the
+//! crate's documentation).
 
 use std::time::Duration;
 
@@ -9,9 +13,38 @@ use anyhow::{Context, Result, bail};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use super::context::Sampler;
-use crate::cli::OtelArgs;
 
-/// Everything the tracer and its exporter need; built by [`OtelArgs::config`].
+/// The tracing settings as given, each the value of one OpenTelemetry SDK
+/// variable (or of the flag that mirrors it), not yet checked.
+#[derive(Debug, Clone)]
+pub struct TraceSettings {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: a base URL.
+    pub endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`: the full URL; wins over `endpoint`.
+    pub traces_endpoint: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    pub protocol: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_HEADERS`: `KEY=VALUE,...`, values percent-encoded.
+    pub headers: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT`.
+    pub timeout_ms: u64,
+    /// `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
+    /// `OTEL_RESOURCE_ATTRIBUTES`: `KEY=VALUE,...`, values percent-encoded.
+    pub resource_attributes: Option<String>,
+    /// `OTEL_TRACES_SAMPLER`.
+    pub sampler: Option<String>,
+    /// `OTEL_TRACES_SAMPLER_ARG`.
+    pub sampler_arg: Option<String>,
+    /// `OTEL_BSP_SCHEDULE_DELAY`.
+    pub schedule_delay_ms: u64,
+    /// `OTEL_BSP_MAX_QUEUE_SIZE`.
+    pub max_queue_size: usize,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`.
+    pub max_export_batch_size: usize,
+}
+
+/// Everything the tracer and its exporter need; built by [`TraceSettings::config`].
 #[derive(Debug, Clone)]
 pub struct TraceConfig {
     /// Where spans are POSTed: the full OTLP/HTTP traces URL.
@@ -30,7 +63,7 @@ pub struct TraceConfig {
     pub max_batch: usize,
 }
 
-impl OtelArgs {
+impl TraceSettings {
     /// The tracing configuration, or `None` when no endpoint is set (tracing
     /// is off). `component` is the served file's name without its extension,
     /// the default `service.name`.
@@ -224,184 +257,4 @@ fn sampler(name: Option<&str>, arg: Option<&str>) -> Result<Sampler> {
         root_ratio,
         parent_based,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cli::Cli;
-    use clap::Parser;
-
-    fn config(args: &[&str]) -> Result<Option<TraceConfig>> {
-        let cli = Cli::try_parse_from(
-            ["runner"]
-                .into_iter()
-                .chain(args.iter().copied())
-                .chain(["c.cwasm"]),
-        )
-        .expect("the arguments parse");
-        cli.serve.otel.config("verifier")
-    }
-
-    fn error(args: &[&str]) -> String {
-        let message = config(args).unwrap_err().to_string();
-        assert!(!message.contains('\n'), "{message:?} is more than one line");
-        message
-    }
-
-    #[test]
-    fn off_without_an_endpoint() {
-        assert!(config(&["--otel-service-name", "x"]).unwrap().is_none());
-    }
-
-    #[test]
-    fn the_base_endpoint_gets_the_traces_path_and_the_traces_endpoint_does_not() {
-        for (base, full) in [
-            ("http://collector:4318", "http://collector:4318/v1/traces"),
-            ("http://collector:4318/", "http://collector:4318/v1/traces"),
-            ("http://c:4318/otlp/", "http://c:4318/otlp/v1/traces"),
-        ] {
-            let config = config(&["--otlp-endpoint", base]).unwrap().unwrap();
-            assert_eq!(config.endpoint.to_string(), full);
-        }
-        let config = config(&[
-            "--otlp-endpoint",
-            "http://ignored:1",
-            "--otlp-traces-endpoint",
-            "http://127.0.0.1:9/custom",
-        ])
-        .unwrap()
-        .unwrap();
-        assert_eq!(config.endpoint.to_string(), "http://127.0.0.1:9/custom");
-    }
-
-    #[test]
-    fn defaults_follow_the_sdk_specification() {
-        let config = config(&["--otlp-endpoint", "http://c:4318"])
-            .unwrap()
-            .unwrap();
-        assert_eq!(config.sampler, Sampler::DEFAULT);
-        assert_eq!(config.export_timeout, Duration::from_secs(10));
-        assert_eq!(config.schedule_delay, Duration::from_secs(5));
-        assert_eq!((config.max_queue, config.max_batch), (2048, 512));
-        assert_eq!(
-            config.resource[0],
-            ("service.name".into(), "verifier".into())
-        );
-        assert_eq!(config.resource[1].0, "service.version");
-    }
-
-    #[test]
-    fn resource_attributes_headers_and_service_name() {
-        let config = config(&[
-            "--otlp-endpoint",
-            "http://c:4318",
-            "--otel-resource-attributes",
-            "service.name=ignored, deployment.environment.name=prod%2Ceu ,k8s.pod.name=p-1",
-            "--otel-service-name",
-            "login-verifier",
-            "--otlp-headers",
-            "authorization=Bearer%20abc,x-tenant=7",
-        ])
-        .unwrap()
-        .unwrap();
-        let get = |key: &str| {
-            config
-                .resource
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.as_str())
-        };
-        assert_eq!(get("service.name"), Some("login-verifier"));
-        assert_eq!(get("deployment.environment.name"), Some("prod,eu"));
-        assert_eq!(get("k8s.pod.name"), Some("p-1"));
-        assert_eq!(config.headers["authorization"], "Bearer abc");
-        assert_eq!(config.headers["x-tenant"], "7");
-    }
-
-    #[test]
-    fn samplers() {
-        let sampler = |name: &str, arg: &str| {
-            config(&[
-                "--otlp-endpoint",
-                "http://c:4318",
-                "--otel-traces-sampler",
-                name,
-                "--otel-traces-sampler-arg",
-                arg,
-            ])
-            .unwrap()
-            .unwrap()
-            .sampler
-        };
-        assert_eq!(
-            sampler("parentbased_traceidratio", "0.25"),
-            Sampler {
-                root_ratio: 0.25,
-                parent_based: true
-            }
-        );
-        assert_eq!(
-            sampler("always_off", "not read"),
-            Sampler {
-                root_ratio: 0.0,
-                parent_based: false
-            }
-        );
-    }
-
-    #[test]
-    fn bad_configuration_is_one_clear_line() {
-        let endpoint = ["--otlp-endpoint", "http://c:4318"];
-        let cases: [(&[&str], &str); 9] = [
-            (&["--otlp-endpoint", "collector:4318"], "is not a URL"),
-            (&["--otlp-endpoint", "not a url"], "is not a URL"),
-            (
-                &["--otlp-traces-endpoint", "https://c:4318/v1/traces"],
-                "https is not supported",
-            ),
-            (&["--otlp-endpoint", "ftp://c/"], "is not http"),
-            (
-                &[
-                    endpoint[0],
-                    endpoint[1],
-                    "--otel-traces-sampler",
-                    "sometimes",
-                ],
-                "not a sampler",
-            ),
-            (
-                &[
-                    endpoint[0],
-                    endpoint[1],
-                    "--otel-traces-sampler",
-                    "traceidratio",
-                    "--otel-traces-sampler-arg",
-                    "1.5",
-                ],
-                "is not a ratio from 0 to 1",
-            ),
-            (
-                &[endpoint[0], endpoint[1], "--otlp-headers", "novalue"],
-                "is not KEY=VALUE",
-            ),
-            (
-                &[endpoint[0], endpoint[1], "--otlp-protocol", "grpc"],
-                "http/protobuf only",
-            ),
-            (
-                &[
-                    endpoint[0],
-                    endpoint[1],
-                    "--otel-resource-attributes",
-                    "a=%zz",
-                ],
-                "percent-encoded",
-            ),
-        ];
-        for (args, expected) in cases {
-            let message = error(args);
-            assert!(message.contains(expected), "{args:?}: {message}");
-        }
-    }
 }

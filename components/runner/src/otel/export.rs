@@ -24,30 +24,8 @@ use tokio::time::Instant;
 
 use super::config::TraceConfig;
 use super::proto::{self, KeyValue};
-use super::{FinishedSpan, Phase};
-use crate::metrics::Metrics;
-
-/// Why spans were lost: the `reason` label of
-/// `runner_trace_spans_dropped_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// The queue was full: the collector is slower than the request rate.
-    QueueFull,
-    /// The export failed: no connection, an error status, or a timeout.
-    ExportFailed,
-    /// The collector took the batch but refused these spans (OTLP partial success).
-    Rejected,
-}
-
-impl DropReason {
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::QueueFull => "queue_full",
-            Self::ExportFailed => "export_failed",
-            Self::Rejected => "rejected",
-        }
-    }
-}
+use super::span::{FinishedSpan, Phase};
+use crate::metrics::{Metrics, SpanDropReason};
 
 /// Largest collector answer read: an `ExportTraceServiceResponse` is a few
 /// bytes; an error page is not worth more.
@@ -161,7 +139,7 @@ impl Exporter {
             Ok(rejected) => {
                 let rejected = rejected.min(count);
                 self.count_exported(count - rejected);
-                self.count_dropped(DropReason::Rejected, rejected);
+                self.count_dropped(SpanDropReason::Rejected, rejected);
                 if self.failing {
                     tracing::info!(endpoint = %self.config.endpoint, "trace export works again");
                     self.failing = false;
@@ -170,7 +148,7 @@ impl Exporter {
             Err(error) => {
                 // The connection may be in any state now: start afresh.
                 self.connection = None;
-                self.count_dropped(DropReason::ExportFailed, count);
+                self.count_dropped(SpanDropReason::ExportFailed, count);
                 if !self.failing {
                     tracing::warn!(
                         endpoint = %self.config.endpoint,
@@ -253,7 +231,7 @@ impl Exporter {
         }
     }
 
-    fn count_dropped(&self, reason: DropReason, spans: u64) {
+    fn count_dropped(&self, reason: SpanDropReason, spans: u64) {
         if spans > 0
             && let Some(metrics) = &self.metrics
         {

@@ -17,18 +17,21 @@ pub mod config;
 pub mod context;
 mod export;
 mod proto;
+mod span;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use http::{Method, StatusCode, Version, header};
+use http::{Method, StatusCode, header};
 use tokio::sync::mpsc;
 
 pub use self::config::TraceConfig;
 use self::context::{RemoteParent, Sampler, random_id};
-pub use self::export::{DropReason, Exporter, ExporterHandle};
-use crate::metrics::Metrics;
+pub use self::export::{Exporter, ExporterHandle};
+use self::span::{FinishedSpan, SpanFacts};
+pub use self::span::{Phase, RequestSpan, SpanError};
+use crate::metrics::{Metrics, SpanDropReason};
 use crate::routes::{Route, Routes};
 
 /// Makes the spans of requests and hands them to the exporter.
@@ -38,114 +41,6 @@ pub struct Tracer {
     queue: mpsc::Sender<FinishedSpan>,
     routes: Routes,
     metrics: Option<Arc<Metrics>>,
-}
-
-/// A moment inside a request, recorded as a span event.
-#[derive(Debug, Clone, Copy)]
-pub enum Phase {
-    /// The whole request body has arrived (and fits the limit).
-    BodyRead,
-    /// An instance slot was free and the component is instantiated.
-    InstanceReady,
-    /// The component has set its response (its headers; the body may
-    /// still stream).
-    GuestAnswered,
-}
-
-impl Phase {
-    /// In the order they happen; `phase as usize` indexes arrays of them.
-    const ALL: [Self; 3] = [Self::BodyRead, Self::InstanceReady, Self::GuestAnswered];
-
-    fn name(self) -> &'static str {
-        match self {
-            Self::BodyRead => "request body read",
-            Self::InstanceReady => "instance ready",
-            Self::GuestAnswered => "guest answered",
-        }
-    }
-}
-
-/// Why a request failed, as the span's error status tells it.
-#[derive(Debug, Clone)]
-pub struct SpanError {
-    /// `error.type`: a short, low-cardinality kind.
-    pub kind: &'static str,
-    /// The status message: what happened, for a person.
-    pub message: String,
-}
-
-/// Longest error message kept on a span: a trap's message holds a Wasm
-/// backtrace, and the queue's memory is bounded by span count.
-const MAX_ERROR_MESSAGE: usize = 1024;
-
-/// A request being traced.
-pub struct RequestSpan {
-    facts: SpanFacts,
-    start: Instant,
-    phases: [Option<Instant>; 3],
-}
-
-/// What a span records while its request runs, and keeps when it ends.
-struct SpanFacts {
-    trace_id: [u8; 16],
-    span_id: [u8; 8],
-    parent: Option<RemoteParent>,
-    start_unix_nanos: u64,
-    error: Option<SpanError>,
-    request_body_size: Option<u64>,
-    client: SocketAddr,
-    server_address: Option<String>,
-    user_agent: Option<String>,
-    version: Version,
-}
-
-impl RequestSpan {
-    pub fn trace_id(&self) -> [u8; 16] {
-        self.facts.trace_id
-    }
-
-    pub fn span_id(&self) -> [u8; 8] {
-        self.facts.span_id
-    }
-
-    pub fn mark(&mut self, phase: Phase) {
-        self.mark_at(phase, Instant::now());
-    }
-
-    pub fn mark_at(&mut self, phase: Phase, at: Instant) {
-        self.phases[phase as usize] = Some(at);
-    }
-
-    pub fn set_request_body_size(&mut self, bytes: usize) {
-        self.facts.request_body_size = Some(bytes as u64);
-    }
-
-    /// Sets the span's status to error.
-    pub fn fail(&mut self, kind: &'static str, message: impl Into<String>) {
-        let mut message = message.into();
-        if message.len() > MAX_ERROR_MESSAGE {
-            let mut end = MAX_ERROR_MESSAGE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
-            }
-            message.truncate(end);
-        }
-        self.facts.error = Some(SpanError { kind, message });
-    }
-}
-
-/// All the exporter needs to know of a finished request; encoded to
-/// protobuf off the request path.
-pub struct FinishedSpan {
-    facts: SpanFacts,
-    end_unix_nanos: u64,
-    /// When each [`Phase`] happened, if it did.
-    events: [Option<u64>; 3],
-    method: Method,
-    path: String,
-    route: Option<Arc<str>>,
-    status: StatusCode,
-    response_body_size: Option<u64>,
 }
 
 impl Tracer {
@@ -180,22 +75,18 @@ impl Tracer {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        Some(RequestSpan {
-            facts: SpanFacts {
-                trace_id,
-                span_id: random_id(),
-                parent,
-                start_unix_nanos: unix_nanos(SystemTime::now()),
-                error: None,
-                request_body_size: None,
-                client,
-                server_address,
-                user_agent,
-                version: request.version(),
-            },
-            start: Instant::now(),
-            phases: [None; 3],
-        })
+        Some(RequestSpan::start(SpanFacts {
+            trace_id,
+            span_id: random_id(),
+            parent,
+            start_unix_nanos: unix_nanos(SystemTime::now()),
+            error: None,
+            request_body_size: None,
+            client,
+            server_address,
+            user_agent,
+            version: request.version(),
+        }))
     }
 
     /// Ends a request's span and queues it for export; a full queue drops
@@ -212,25 +103,11 @@ impl Tracer {
             Route::Known(route) => Some(route),
             Route::Unmatched | Route::Other => None,
         };
-        let end = Instant::now();
-        let start_unix_nanos = span.facts.start_unix_nanos;
-        let at = |instant: Instant| {
-            start_unix_nanos + instant.saturating_duration_since(span.start).as_nanos() as u64
-        };
-        let finished = FinishedSpan {
-            end_unix_nanos: at(end),
-            events: span.phases.map(|phase| phase.map(at)),
-            facts: span.facts,
-            method,
-            path,
-            route,
-            status,
-            response_body_size,
-        };
+        let finished = span.end(method, path, route, status, response_body_size);
         if self.queue.try_send(finished).is_err()
             && let Some(metrics) = &self.metrics
         {
-            metrics.record_spans_dropped(DropReason::QueueFull, 1);
+            metrics.record_spans_dropped(SpanDropReason::QueueFull, 1);
         }
     }
 }
