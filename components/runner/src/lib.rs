@@ -7,6 +7,35 @@
 //! runner compile COMPONENT.wasm -o COMPONENT.cwasm [--target TRIPLE]
 //! runner probe http://127.0.0.1:8000/readyz
 //! ```
+//!
+//! # Layers
+//!
+//! A module uses only modules on the lines below its own, so none uses one
+//! that uses it back; `tests/layers.rs` reads this drawing and checks every
+//! file's `crate::`, `super::` and `self::` paths against it.
+//!
+//! ```text
+//! lib
+//!  |
+//! cli
+//!  |
+//! server
+//!  |
+//! otel
+//!  |
+//! host         access_log   otel::export
+//!  |
+//! file_env     metrics      otel::config   otel::span
+//!  |
+//! file_watch   routes       engine         probe        otel::context   otel::proto
+//! ```
+//!
+//! [`main`] parses the command line (`cli`, clap's types) and turns it into
+//! the plain values the layers below are built from: `GuestSettings`,
+//! `TraceSettings`, `ServerOptions`. The tracer's configuration is made of
+//! such values, not of flags; the metrics define their own reasons and know
+//! nothing of the tracer; the bottom line uses nothing of the crate.
+//! `main.rs`, the binary, only calls [`main`].
 
 mod access_log;
 pub mod cli;
