@@ -368,7 +368,9 @@ def go_client(build_dir: Path) -> BatchClient | str:
             proc = subprocess.run(install, env=env, text=True, capture_output=True, timeout=600)
         if proc.returncode != 0 or not (shutil.which("go") and GO_JWT_SOURCE.is_dir()):
             return f"apt-get could not install {' '.join(GO_PACKAGES)}: {proc.stderr.strip()[-300:]}"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": str(GO_JWT_SOURCE.parents[3]),
+    # GOPATH mode: Debian's packages, and the repository's own (wasmjwt/jwkkey).
+    gopath = f"{ROOT / 'scripts' / 'gopath'}:{GO_JWT_SOURCE.parents[3]}"
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": gopath,
            "GOCACHE": str(build_dir / "cache"), "GOFLAGS": ""}
     binary = build_dir / "go_client"
     proc = subprocess.run([shutil.which("go"), "build", "-o", str(binary), "./go_client/main.go"],

@@ -3,40 +3,26 @@
 // offline) verifies our tokens with keys fetched from the published JWK
 // Set, and signs tokens with the creator's private JWK.
 //
-// golang-jwt has no JWK support, so the JWKs are turned into Go keys here
-// by hand (RFC 8037 OKP Ed25519, RFC 7518 EC P-256), from the members a
-// client must use: kty, crv, x, y, d, kid. One JSON request on stdin, one
-// JSON answer on stdout (the same shape as jose_client.mjs):
+// golang-jwt has no JWK support: scripts/gopath/src/wasmjwt/jwkkey turns
+// the JWKs into Go keys (shared with the benchmark's Go baseline). One JSON
+// request on stdin, one JSON answer on stdout (the same shape as
+// jose_client.mjs):
 //
 //	{"verify": [{"jwks_url", "token", "alg", "issuer"?, "audience"?}, ...],
 //	 "sign":   [{"jwk", "alg", "header", "payload"}, ...]}
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"time"
 
 	"github.com/golang-jwt/jwt"
+	"wasmjwt/jwkkey"
 )
-
-type jwk struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	D   string `json:"d"`
-	Kid string `json:"kid"`
-}
 
 type verifyTask struct {
 	JwksURL  string `json:"jwks_url"`
@@ -47,7 +33,7 @@ type verifyTask struct {
 }
 
 type signTask struct {
-	Jwk     jwk                    `json:"jwk"`
+	Jwk     jwkkey.JWK             `json:"jwk"`
 	Alg     string                 `json:"alg"`
 	Header  map[string]interface{} `json:"header"`
 	Payload map[string]interface{} `json:"payload"`
@@ -66,85 +52,30 @@ type verifyResult struct {
 	Message string                 `json:"message,omitempty"`
 }
 
-func b64(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
+var keySets = map[string]jwkkey.Set{}
 
-// publicKey is the Go key of a public JWK of alg.
-func publicKey(key jwk, alg string) (interface{}, error) {
-	x, err := b64(key.X)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case alg == "EdDSA" && key.Kty == "OKP" && key.Crv == "Ed25519":
-		if len(x) != ed25519.PublicKeySize {
-			return nil, errors.New("Ed25519 x is not 32 bytes")
-		}
-		return ed25519.PublicKey(x), nil
-	case alg == "ES256" && key.Kty == "EC" && key.Crv == "P-256":
-		y, err := b64(key.Y)
-		if err != nil {
-			return nil, err
-		}
-		if len(x) != 32 || len(y) != 32 {
-			return nil, errors.New("P-256 coordinates are not 32 bytes")
-		}
-		pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-		if !pub.Curve.IsOnCurve(pub.X, pub.Y) {
-			return nil, errors.New("point is not on P-256")
-		}
-		return pub, nil
-	}
-	return nil, fmt.Errorf("not a public key for %s: kty %q crv %q", alg, key.Kty, key.Crv)
-}
-
-// privateKey is the Go key of a private JWK of alg.
-func privateKey(key jwk, alg string) (interface{}, error) {
-	d, err := b64(key.D)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := publicKey(key, alg)
-	if err != nil {
-		return nil, err
-	}
-	switch alg {
-	case "EdDSA":
-		if len(d) != ed25519.SeedSize {
-			return nil, errors.New("Ed25519 d is not 32 bytes")
-		}
-		return ed25519.NewKeyFromSeed(d), nil
-	case "ES256":
-		return &ecdsa.PrivateKey{PublicKey: *pub.(*ecdsa.PublicKey), D: new(big.Int).SetBytes(d)}, nil
-	}
-	return nil, fmt.Errorf("cannot sign %s", alg)
-}
-
-var keySets = map[string][]jwk{}
-
-func fetchKeySet(url string) ([]jwk, error) {
+func fetchKeySet(url string) (jwkkey.Set, error) {
 	if keys, ok := keySets[url]; ok {
 		return keys, nil
 	}
 	response, err := http.Get(url)
 	if err != nil {
-		return nil, err
+		return jwkkey.Set{}, err
 	}
 	defer response.Body.Close()
 	if response.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", url, response.Status)
+		return jwkkey.Set{}, fmt.Errorf("GET %s: %s", url, response.Status)
 	}
-	var set struct {
-		Keys []jwk `json:"keys"`
-	}
+	var set jwkkey.Set
 	body, err := io.ReadAll(response.Body)
 	if err != nil {
-		return nil, err
+		return jwkkey.Set{}, err
 	}
 	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, err
+		return jwkkey.Set{}, err
 	}
-	keySets[url] = set.Keys
-	return set.Keys, nil
+	keySets[url] = set
+	return set, nil
 }
 
 func verify(task verifyTask) verifyResult {
@@ -155,12 +86,11 @@ func verify(task verifyTask) verifyResult {
 	claims := jwt.MapClaims{}
 	token, err := jwt.ParseWithClaims(task.Token, claims, func(token *jwt.Token) (interface{}, error) {
 		kid, _ := token.Header["kid"].(string)
-		for _, key := range keys {
-			if key.Kid == kid {
-				return publicKey(key, task.Alg)
-			}
+		key, err := keys.Find(kid)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("no key with kid %q", kid)
+		return key.PublicKey(task.Alg)
 	}, jwt.WithValidMethods([]string{task.Alg}))
 	if err != nil {
 		return verifyResult{Code: "invalid", Message: err.Error()}
@@ -178,7 +108,7 @@ func verify(task verifyTask) verifyResult {
 }
 
 func sign(task signTask) (string, error) {
-	key, err := privateKey(task.Jwk, task.Alg)
+	key, err := task.Jwk.PrivateKey(task.Alg)
 	if err != nil {
 		return "", err
 	}
