@@ -77,7 +77,7 @@ def test_counts_after_a_known_sequence_of_requests(binaries, cwasm, key_dir):
         (build,) = samples["runner_build_info"]
         build = dict(build)
         assert build["component"] == "creator.cwasm"
-        assert build["wasmtime_version"] == "48.0.8"
+        assert build["wasmtime_version"] == "48.0.10"
         assert build["version"]
     finally:
         runner.stop()

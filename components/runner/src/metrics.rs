@@ -28,7 +28,7 @@ use crate::routes::{Route, Routes};
 
 /// The wasmtime this runner is built with (pinned with `=` in Cargo.toml;
 /// a test keeps the two in step).
-pub const WASMTIME_VERSION: &str = "48.0.8";
+pub const WASMTIME_VERSION: &str = "48.0.10";
 
 /// Upper bounds of the latency buckets, in seconds. A request to the token
 /// services takes ~0.1-0.3 ms on an idle runner, so the low end resolves
@@ -465,7 +465,7 @@ mod tests {
             r#"runner_request_body_rejections_total{reason="too_large"} 1"#,
             "runner_requests_waiting 1",
             "runner_instances_max 8",
-            r#"runner_build_info{version="0.1.0",wasmtime_version="48.0.8",component="creator.cwasm"} 1"#,
+            r#"runner_build_info{version="0.1.0",wasmtime_version="48.0.10",component="creator.cwasm"} 1"#,
         ] {
             assert!(
                 text.lines().any(|l| l == line),
