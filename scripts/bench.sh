@@ -4,6 +4,12 @@
 #   scripts/bench.sh            full run (~25 min once built); writes docs/benchmarks.md
 #   scripts/bench.sh --quick    1 s runs, 1 round, no containers, wasmtime-cli only if
 #                               already installed; writes target/bench/benchmarks-quick.md
+#   scripts/bench.sh --only-algorithms
+#                               the token algorithm pass alone (~6 min): replaces only
+#                               its section of docs/benchmarks.md
+#
+# It replaces only what it generates in the report, between the markers
+# (docs/benchmarks.md's current results and analysis are written by hand).
 #
 # Systems: runner JIT (.wasm), runner AOT (.cwasm), the same AOT runner as the
 # images build it (static musl), runner AOT --no-pooling, the
@@ -17,7 +23,10 @@
 # and POST /verifier under wrk at 32 connections and at 1 connection; then, in
 # the full mode, the floor, the runner's services and Go loaded in turn, a few
 # seconds each (CPU ratios from neighbouring runs); memory; start-up;
-# container start and image sizes when docker and the images exist.
+# container start and image sizes when docker and the images exist. Then the
+# token algorithms: HS256, EdDSA and ES256 create and verify for the runner,
+# native-server and the Go baseline doing the same algorithm, and the runner
+# with the P-256 crates at opt-level 3 (what opt-level "s" costs ES256).
 #
 # Builds what it needs: the release runner, native-server and keycreator, the
 # two components, the floor component and their .cwasm, the Go baseline
@@ -28,6 +37,7 @@
 #
 # Options:
 #   --quick              see above
+#   --only-algorithms    see above
 #   --out PATH           where to write the markdown report
 #   --pin on|off|auto    pin servers and wrk to separate CPUs (auto: when >= 2 CPUs)
 #   --no-containers      skip docker measurements
@@ -65,7 +75,7 @@ while [ $# -gt 0 ]; do
         --out) OUT=${2:?--out needs a path}; shift ;;
         --pin|--duration|--duration-c1|--reps|--startup-reps|--only|--quiet-budget)
             HARNESS_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
-        --no-containers|--no-unpinned) HARNESS_ARGS+=("$1") ;;
+        --no-containers|--no-unpinned|--only-algorithms) HARNESS_ARGS+=("$1") ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -108,7 +118,7 @@ GO_BASELINE=$WORK/go-baseline
 log "building the Go baseline ($(go version | cut -d' ' -f3))"
 mkdir -p "$WORK"
 (cd "$ROOT/scripts/bench/go-baseline" &&
-    GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$WORK/go-cache \
+    GOPATH=$ROOT/scripts/gopath:/usr/share/gocode GO111MODULE=off GOFLAGS= GOCACHE=$WORK/go-cache \
         go build -o "$GO_BASELINE" .) || die "the Go baseline did not build"
 
 # The runner exactly as the images build it (static musl, no compiler), so
@@ -167,10 +177,40 @@ else
     log "no Spin CLI (SPIN=/path/to/spin or spin on PATH): Spin is not measured"
 fi
 
-# --- key ---------------------------------------------------------------------
+# --- keys --------------------------------------------------------------------
 KEYDIR=$WORK/key
 mkdir -p "$KEYDIR"
 KEY=benchmark-secret KEY_FILE=$KEYDIR/key.txt "$KEYCREATOR" >/dev/null
+# EdDSA and ES256: each service's directory, as keycreator writes it for it.
+ALG_KEYS=$WORK/keys
+for alg in EdDSA ES256; do
+    for role in creator verifier; do
+        mkdir -p "$ALG_KEYS/$alg/$role"
+        KEY=benchmark-secret TOKEN_ALG=$alg KEYS_FOR=$role KEY_FILE=$ALG_KEYS/$alg/$role/key.txt \
+            "$KEYCREATOR" >/dev/null
+    done
+done
+
+# --- ES256 without the size setting -------------------------------------------
+# Cargo.toml builds the P-256 crates at opt-level "s" (the verifier image's
+# 6 MB goal); the components built at opt-level 3, in a target directory of
+# their own, measure what that costs. Not in quick mode.
+P256_O3_CWASM_DIR=""
+if [ "$QUICK" = 0 ]; then
+    O3_TARGET=$WORK/p256-opt-level-3
+    log "building the components with the P-256 crates at opt-level 3"
+    o3=()
+    for crate in p256 primeorder elliptic-curve ecdsa; do
+        o3+=(--config "profile.release.package.$crate.opt-level=3")
+    done
+    CARGO_TARGET_DIR=$O3_TARGET cargo build --release --quiet --target wasm32-wasip2 \
+        -p creator -p verifier "${o3[@]}"
+    P256_O3_CWASM_DIR=$O3_TARGET/cwasm
+    mkdir -p "$P256_O3_CWASM_DIR"
+    for c in creator verifier; do
+        "$RUNNER" compile "$O3_TARGET/wasm32-wasip2/release/$c.wasm" -o "$P256_O3_CWASM_DIR/$c.cwasm"
+    done
+fi
 
 # --- measure -----------------------------------------------------------------
 [ "$QUICK" = 1 ] && HARNESS_ARGS+=(--quick)
@@ -178,4 +218,5 @@ exec "$PYTHON" "$ROOT/scripts/bench/harness.py" \
     --root "$ROOT" --runner "$RUNNER" --runner-musl "$RUNNER_MUSL" --native "$NATIVE" --wasmtime "$WASMTIME" --spin "$SPIN" \
     --go "$GO_BASELINE" --floor-cwasm "$CWASM_DIR/bench_floor.cwasm" \
     --wasm-dir "$WASM_DIR" --cwasm-dir "$CWASM_DIR" --keydir "$KEYDIR" \
+    --alg-keys "$ALG_KEYS" --p256-o3-cwasm-dir "$P256_O3_CWASM_DIR" \
     --workdir "$WORK" --out "$OUT" ${HARNESS_ARGS[@]+"${HARNESS_ARGS[@]}"}

@@ -1,14 +1,19 @@
 // Command go-baseline is the benchmark's stand-in for what users run today:
 // a plain Go net/http server with golang-jwt, serving the same contract as
-// the creator and verifier (routes, status codes, JSON error bodies, HS256
-// tokens with a kid header, the key file written by keycreator).
+// the creator and verifier (routes, status codes, JSON error bodies, tokens
+// with a kid header, the key files written by keycreator).
 //
-// It reads the key the way a long-running Go service would: once, and again
-// only when the key file's modification time or size changes (one stat per
-// request, as native-server does), so key rotation works without a restart.
+// TOKEN_ALG picks the algorithm, as in the services: HS256 (the default; the
+// key file), EdDSA or ES256 (signing-key.json, the private JWK, for the
+// creator; jwks.json, the public keys, for the verifier; both next to the
+// key file). It reads a key file the way a long-running Go service would:
+// once, and again only when the file's modification time or size changes
+// (one stat per request, as native-server does), so key rotation works
+// without a restart.
 //
 // Built by scripts/bench.sh from Debian's golang-go and
-// golang-github-golang-jwt-jwt-dev (GOPATH mode, no module proxy needed).
+// golang-github-golang-jwt-jwt-dev, GOPATH mode (no module proxy needed),
+// with the repository's scripts/gopath for the JWK parsing.
 package main
 
 import (
@@ -27,6 +32,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt"
+	"wasmjwt/jwkkey"
 )
 
 const (
@@ -40,43 +46,95 @@ type key struct {
 	kid    string
 }
 
-// keyFile caches one key file, reloading it when its mtime or size changes.
-type keyFile struct {
-	path string
-	mu   sync.Mutex
-	mod  time.Time
-	size int64
-	key  *key
+// signingKey is the creator's private key under EdDSA and ES256.
+type signingKey struct {
+	key interface{}
+	kid string
 }
 
-func (f *keyFile) load() (*key, error) {
+// keyFile caches one key file, parsed, reloading it when its mtime or size
+// changes.
+type keyFile struct {
+	path  string
+	parse func(path string, data []byte) (interface{}, error)
+	mu    sync.Mutex
+	mod   time.Time
+	size  int64
+	value interface{}
+}
+
+func (f *keyFile) load() (interface{}, error) {
 	info, err := os.Stat(f.path)
 	if err != nil {
 		return nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.key != nil && info.ModTime().Equal(f.mod) && info.Size() == f.size {
-		return f.key, nil
+	if f.value != nil && info.ModTime().Equal(f.mod) && info.Size() == f.size {
+		return f.value, nil
 	}
 	data, err := os.ReadFile(f.path)
 	if err != nil {
 		return nil, err
 	}
+	value, err := f.parse(f.path, data)
+	if err != nil {
+		return nil, err
+	}
+	f.value, f.mod, f.size = value, info.ModTime(), info.Size()
+	return value, nil
+}
+
+// parseSecret reads an HS256 key file: 128 hex characters, kid = the first
+// 8 bytes of their SHA-256, in hex.
+func parseSecret(path string, data []byte) (interface{}, error) {
 	if len(data) != keyHexLen {
-		return nil, fmt.Errorf("%s: expected %d hex characters, found %d bytes", f.path, keyHexLen, len(data))
+		return nil, fmt.Errorf("%s: expected %d hex characters, found %d bytes", path, keyHexLen, len(data))
 	}
 	sum := sha256.Sum256(data)
-	f.key = &key{secret: data, kid: hex.EncodeToString(sum[:8])}
-	f.mod, f.size = info.ModTime(), info.Size()
-	return f.key, nil
+	return &key{secret: data, kid: hex.EncodeToString(sum[:8])}, nil
+}
+
+func parseSigningKey(alg string) func(string, []byte) (interface{}, error) {
+	return func(path string, data []byte) (interface{}, error) {
+		var jwk jwkkey.JWK
+		if err := json.Unmarshal(data, &jwk); err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		private, err := jwk.PrivateKey(alg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		return &signingKey{key: private, kid: jwk.Kid}, nil
+	}
+}
+
+// parseKeySet reads jwks.json into the public keys by kid.
+func parseKeySet(alg string) func(string, []byte) (interface{}, error) {
+	return func(path string, data []byte) (interface{}, error) {
+		var set jwkkey.Set
+		if err := json.Unmarshal(data, &set); err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		keys := make(map[string]interface{}, len(set.Keys))
+		for _, jwk := range set.Keys {
+			public, err := jwk.PublicKey(alg)
+			if err != nil {
+				return nil, fmt.Errorf("%s: kid %q: %v", path, jwk.Kid, err)
+			}
+			keys[jwk.Kid] = public
+		}
+		return keys, nil
+	}
 }
 
 type server struct {
 	endpoint string // "creator" or "verifier"
+	alg      string // HS256, EdDSA or ES256
+	method   jwt.SigningMethod
 	ttl      time.Duration
-	current  *keyFile
-	previous *keyFile
+	current  *keyFile // HS256: key.txt; EdDSA, ES256: signing-key.json (creator) or jwks.json (verifier)
+	previous *keyFile // HS256 only
 }
 
 func writeError(w http.ResponseWriter, status int, code, detail string) {
@@ -152,19 +210,26 @@ func (s *server) create(w http.ResponseWriter, body map[string]any) {
 		writeError(w, 400, "invalid_request", "username must not be empty")
 		return
 	}
-	k, err := s.current.load()
+	loaded, err := s.current.load()
 	if err != nil {
 		writeError(w, 503, "key_unavailable", err.Error())
 		return
 	}
 	now := time.Now().Unix()
-	token := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+	token := jwt.NewWithClaims(s.method, jwt.MapClaims{
 		"username": username,
 		"iat":      now,
 		"exp":      now + int64(s.ttl/time.Second),
 	})
-	token.Header["kid"] = k.kid
-	signed, err := token.SignedString(k.secret)
+	var signed string
+	if k, ok := loaded.(*key); ok {
+		token.Header["kid"] = k.kid
+		signed, err = token.SignedString(k.secret)
+	} else {
+		k := loaded.(*signingKey)
+		token.Header["kid"] = k.kid
+		signed, err = token.SignedString(k.key)
+	}
 	if err != nil {
 		writeError(w, 500, "internal", err.Error())
 		return
@@ -186,20 +251,27 @@ func (s *server) verify(w http.ResponseWriter, body map[string]any) {
 		s.unauthorized(w, fmt.Sprintf("token is longer than %d bytes", maxTokenLen))
 		return
 	}
-	current, err := s.current.load()
+	loaded, err := s.current.load()
 	if err != nil {
 		writeError(w, 503, "key_unavailable", err.Error())
 		return
 	}
-	parser := jwt.Parser{ValidMethods: []string{"HS256"}}
+	parser := jwt.Parser{ValidMethods: []string{s.alg}}
 	claims := jwt.MapClaims{}
 	_, err = parser.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
+		if keys, ok := loaded.(map[string]interface{}); ok {
+			if public, found := keys[kid]; found {
+				return public, nil
+			}
+			return nil, errors.New("unknown key id")
+		}
+		current := loaded.(*key)
 		if kid == "" || kid == current.kid {
 			return current.secret, nil
 		}
-		if previous, err := s.previous.load(); err == nil && previous.kid == kid {
-			return previous.secret, nil
+		if previous, err := s.previous.load(); err == nil && previous.(*key).kid == kid {
+			return previous.(*key).secret, nil
 		}
 		return nil, errors.New("unknown key id")
 	})
@@ -236,11 +308,22 @@ func main() {
 		}
 		ttl = time.Duration(seconds) * time.Second
 	}
-	s := &server{
-		endpoint: *endpoint,
-		ttl:      ttl,
-		current:  &keyFile{path: *keyPath},
-		previous: &keyFile{path: filepath.Join(filepath.Dir(*keyPath), "previous-key.txt")},
+	dir := filepath.Dir(*keyPath)
+	s := &server{endpoint: *endpoint, ttl: ttl, alg: os.Getenv("TOKEN_ALG")}
+	switch s.alg {
+	case "", "HS256":
+		s.alg = "HS256"
+		s.current = &keyFile{path: *keyPath, parse: parseSecret}
+		s.previous = &keyFile{path: filepath.Join(dir, "previous-key.txt"), parse: parseSecret}
+	case "EdDSA", "ES256":
+		if *endpoint == "creator" {
+			s.current = &keyFile{path: filepath.Join(dir, "signing-key.json"), parse: parseSigningKey(s.alg)}
+		} else {
+			s.current = &keyFile{path: filepath.Join(dir, "jwks.json"), parse: parseKeySet(s.alg)}
+		}
+	default:
+		log.Fatalf("TOKEN_ALG must be HS256, EdDSA or ES256, got %q", s.alg)
 	}
+	s.method = jwt.GetSigningMethod(s.alg)
 	log.Fatal(http.ListenAndServe(*addr, s))
 }
