@@ -3,7 +3,8 @@
 Builds the three images for linux/arm64 (`scripts/build-images.sh --platform
 linux/arm64`: the Rust build runs natively and cross-compiles), then
 
-- checks that every binary inside is an aarch64 ELF and the image config says arm64;
+- checks that every binary inside is a static-PIE aarch64 ELF and the image config
+  says arm64;
 - copies the runner, the precompiled components and keycreator out of the images
   and runs the runner's own contract and PyJWT interop tests
   (components/runner/tests/{contract,interop}.rs) against them on an emulated
@@ -147,14 +148,53 @@ def elf_machine(path: Path) -> int:
     return int.from_bytes(head[18:20], "little")
 
 
-def has_interpreter(path: Path) -> bool:
-    """Whether the ELF file asks for a dynamic loader (PT_INTERP)."""
-    data = path.read_bytes()
+PT_DYNAMIC, PT_INTERP = 2, 3
+ET_EXEC, ET_DYN = 2, 3
+DT_NEEDED, DT_FLAGS_1, DF_1_PIE = 1, 0x6FFFFFFB, 0x08000000
+
+
+def program_headers(data: bytes) -> list[tuple[int, int, int]]:
+    """(p_type, p_offset, p_filesz) of each program header of a 64-bit LE ELF file."""
     phoff = int.from_bytes(data[32:40], "little")
     phentsize = int.from_bytes(data[54:56], "little")
     phnum = int.from_bytes(data[56:58], "little")
-    types = [int.from_bytes(data[phoff + i * phentsize:][:4], "little") for i in range(phnum)]
-    return 3 in types  # PT_INTERP
+    headers = []
+    for i in range(phnum):
+        ph = data[phoff + i * phentsize:][:phentsize]
+        headers.append((int.from_bytes(ph[0:4], "little"), int.from_bytes(ph[8:16], "little"),
+                        int.from_bytes(ph[32:40], "little")))
+    return headers
+
+
+def has_interpreter(path: Path) -> bool:
+    """Whether the ELF file asks for a dynamic loader (PT_INTERP)."""
+    return any(p_type == PT_INTERP for p_type, _, _ in program_headers(path.read_bytes()))
+
+
+def static_pie_problems(path: Path) -> list[str]:
+    """Why the ELF program is not a static PIE, the kernel loading it at a
+    random address with no loader and no shared library (empty: it is one).
+    What `readelf -h` calls Type DYN, `readelf -l` shows no INTERP for, and
+    `readelf -d` lists no NEEDED in and FLAGS_1 PIE."""
+    data = path.read_bytes()
+    problems = []
+    e_type = int.from_bytes(data[16:18], "little")
+    if e_type != ET_DYN:
+        problems.append(f"e_type {e_type} ({'EXEC, fixed address' if e_type == ET_EXEC else '?'}), not DYN")
+    headers = program_headers(data)
+    if any(p_type == PT_INTERP for p_type, _, _ in headers):
+        problems.append("has PT_INTERP (a dynamic loader)")
+    tags = []
+    for p_type, offset, size in headers:
+        if p_type == PT_DYNAMIC:
+            entries = data[offset:offset + size]
+            tags += [(int.from_bytes(entries[i:i + 8], "little"), int.from_bytes(entries[i + 8:i + 16], "little"))
+                     for i in range(0, len(entries) - 15, 16)]
+    if any(tag == DT_NEEDED for tag, _ in tags):
+        problems.append("NEEDs shared libraries")
+    if not any(tag == DT_FLAGS_1 and value & DF_1_PIE for tag, value in tags):
+        problems.append("no FLAGS_1 PIE")
+    return problems
 
 
 # --- the images ---------------------------------------------------------------------
@@ -166,11 +206,14 @@ def test_image_config_says_arm64(arm64_images, name):
     assert (info["Os"], info["Architecture"]) == ("linux", "arm64"), (info["Os"], info["Architecture"])
 
 
-def test_every_binary_is_a_static_aarch64_elf(arm64_files):
+def test_every_binary_is_a_static_pie_aarch64_elf(arm64_files):
+    """Static, and position-independent like the amd64 ones (docker/Dockerfile:
+    Zig links aarch64 musl programs with -static -pie only when asked)."""
     for name, path in arm64_files.items():
         assert elf_machine(path) == ELF_MACHINE_AARCH64, f"{name}: e_machine {elf_machine(path):#x}"
         if not name.endswith(".cwasm"):  # .cwasm are ELF objects of aarch64 code, not programs
             assert not has_interpreter(path), f"{name} is dynamically linked"
+            assert static_pie_problems(path) == [], f"{name} is not a static PIE"
     assert arm64_files["creator-runner"].read_bytes() == arm64_files["verifier-runner"].read_bytes()
 
 

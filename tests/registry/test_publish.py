@@ -12,7 +12,7 @@ auth files), publish with `scripts/publish.sh HOST/team --tag TAG
   is the one publish.sh printed; the platform manifests were pushed before
   the index (the registry's access log);
 - the images pulled per platform (`skopeo copy --override-arch`) hold
-  binaries of that architecture; the dependency lists cargo-auditable wrote
+  static-PIE binaries of that architecture; the dependency lists cargo-auditable wrote
   into them, read back with rust-audit-info, and the SBOMs they carry name
   exactly the crates Cargo.lock says each binary uses;
 - compose, with IMAGE_PREFIX / IMAGE_TAG, pulls the stack from the registry
@@ -322,6 +322,7 @@ def test_pulled_binaries_are_of_their_platform(pulled, arch):
             assert arm64.elf_machine(path) == ELF_MACHINES[arch], f"{arch} {name}: /{program}"
             if not program.endswith(".cwasm"):
                 assert not arm64.has_interpreter(path), f"{arch} {name}: /{program} is not static"
+                assert arm64.static_pie_problems(path) == [], f"{arch} {name}: /{program} is not a static PIE"
 
 
 @pytest.fixture(scope="module")
