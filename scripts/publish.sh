@@ -138,6 +138,8 @@ run_signer() {
 }
 
 if [ -n "$verify_key" ]; then
+    # `publish.sh REF --verify KEY.pub`: REF was read before --verify.
+    [ -z "$prefix" ] || { verify_refs=("$prefix" "${verify_refs[@]}"); prefix=""; }
     [ -z "$prefix$sign_key$sign_password_file$kustomize_dir$pull_secret" ] && [ "$tag" = "$VERSION" ] ||
         usage_error "--verify KEY.pub REF... takes image references only, no other option"
     [ ${#verify_refs[@]} -gt 0 ] || usage_error "--verify needs the public key and at least one image reference"
