@@ -26,6 +26,7 @@ scripts/dependency-gate.sh
 step "format"
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+cargo fmt --manifest-path components/signer/Cargo.toml -- --check
 
 step "lint (host, wasm32-wasip2, and the compiler-less runner the images ship)"
 cargo clippy --locked --workspace --all-targets -- -D warnings
@@ -37,6 +38,10 @@ cargo clippy --locked -p runner --no-default-features -- -D warnings
 # coverage flags); checked in the main target directory, whose dependencies
 # it shares.
 CARGO_TARGET_DIR=target cargo clippy --locked --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
+# The image signer is a workspace of its own too (the sigstore crate's ~350
+# crates stay out of the services' Cargo.lock); the release profile, which
+# its tests and publish.sh build with.
+cargo clippy --locked --release --manifest-path components/signer/Cargo.toml --all-targets -- -D warnings
 
 step "build the components the tests serve"
 cargo build --locked --release --target wasm32-wasip2 -p creator -p verifier -p misbehaving-guest
@@ -44,13 +49,16 @@ cargo build --locked --release --target wasm32-wasip2 -p creator -p verifier -p 
 cargo build --locked --profile spin --target wasm32-wasip2 -p creator -p verifier \
     --features creator/spin-variables,verifier/spin-variables
 
-step "Python test dependencies (PyJWT, jwcrypto and joserfc for interop, pytest and friends for e2e, OpenAPI checks, bcrypt for the test registry's htpasswd, the official OTLP protobuf definitions for the trace receiver)"
+step "Python test dependencies (PyJWT, jwcrypto and joserfc for interop, pytest and friends for e2e, OpenAPI checks, bcrypt for the test registry's htpasswd, requests and cryptography to read and check image signatures, the official OTLP protobuf definitions for the trace receiver)"
 python3 -m pip install --quiet --disable-pip-version-check \
     "pyjwt[crypto]>=2.8,<3" "jwcrypto>=1.5,<2" "joserfc>=1.1,<2" pytest pyyaml kubernetes-validate prometheus-client bcrypt \
-    "openapi-spec-validator>=0.7,<1" "schemathesis>=4.32,<5" "opentelemetry-proto>=1.30,<2"
+    "openapi-spec-validator>=0.7,<1" "schemathesis>=4.32,<5" "opentelemetry-proto>=1.30,<2" \
+    requests cryptography
 
 step "Rust unit and integration tests"
 cargo test --locked --workspace
+# Release: the same dependency builds as publish.sh's and tests/registry's.
+cargo test --locked --release --manifest-path components/signer/Cargo.toml
 
 step "fuzzing: every target for a bounded time, failing on any finding (scripts/fuzz.sh)"
 scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-45}"
