@@ -4,7 +4,7 @@
 # It runs `cargo deny check advisories licenses sources bans` with deny.toml,
 # offline, against a local copy of the RustSec advisory database.
 #
-#   scripts/dependency-gate.sh                      the workspace and fuzz/
+#   scripts/dependency-gate.sh                      the workspace, fuzz/ and the image signer
 #   scripts/dependency-gate.sh --manifest-path P    another Cargo workspace
 #   ADVISORY_DB=/path/to/advisory-db scripts/dependency-gate.sh
 #                                                   another copy or clone of the
@@ -44,7 +44,7 @@ if [[ ${#manifests[@]} -eq 0 ]]; then
     # The fuzz crate is a workspace of its own; its crates are checked too
     # (they are not shipped, but a git source or a yanked crate there is a
     # supply-chain problem all the same).
-    manifests=("$root/Cargo.toml" "$root/fuzz/Cargo.toml")
+    manifests=("$root/Cargo.toml" "$root/fuzz/Cargo.toml" "$root/components/signer/Cargo.toml")
 fi
 
 fail() { printf 'dependency gate: FAILED: %s\n' "$*" >&2; exit 1; }
