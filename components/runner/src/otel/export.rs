@@ -26,9 +26,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::SendRequest;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_http::hyper::HyperClient;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, RetryPolicy, WithExportConfig, WithHttpConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
@@ -89,7 +90,8 @@ pub(super) fn build(config: TraceConfig, metrics: Option<Arc<Metrics>>) -> (SdkT
     });
     let runtime = Arc::new(OnceLock::new());
     let client = CountingClient {
-        inner: HyperClient::with_default_connector(config.export_timeout, None),
+        connection: tokio::sync::Mutex::new(None),
+        timeout: config.export_timeout,
         counts: counts.clone(),
     };
     let headers = config
@@ -306,17 +308,78 @@ impl SpanExporter for CountingExporter {
     }
 }
 
-/// hyper's client, reading OTLP partial successes out of the answers.
-#[derive(Debug)]
+/// The runner's own hyper 1 HTTP/1.1 client connection (kept alive),
+/// reading OTLP partial successes out of the answers.
 struct CountingClient {
-    inner: HyperClient,
+    connection: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
+    timeout: Duration,
     counts: Arc<Counts>,
+}
+
+impl fmt::Debug for CountingClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CountingClient")
+    }
+}
+
+/// Largest collector answer read.
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+impl CountingClient {
+    async fn send(&self, request: Request<Bytes>) -> anyhow::Result<Response<Bytes>> {
+        let mut slot = self.connection.lock().await;
+        let mut connection = match slot.take() {
+            Some(connection) if !connection.is_closed() => connection,
+            _ => connect(request.uri()).await?,
+        };
+        connection.ready().await?;
+        let (mut parts, body) = request.into_parts();
+        if let Some(authority) = parts.uri.authority().cloned() {
+            parts
+                .headers
+                .insert(http::header::HOST, authority.as_str().parse()?);
+        }
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()?;
+        let response = connection
+            .send_request(Request::from_parts(parts, Full::new(body)))
+            .await?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|error| anyhow::anyhow!("reading the collector's answer: {error}"))?
+            .to_bytes();
+        *slot = Some(connection);
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+async fn connect(uri: &http::Uri) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let host = uri.host().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port)).await?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 #[async_trait::async_trait]
 impl HttpClient for CountingClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let response = self.inner.send_bytes(request).await?;
+        let response = match tokio::time::timeout(self.timeout, self.send(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => return Err("no answer within OTEL_EXPORTER_OTLP_TIMEOUT".into()),
+        };
         if response.status().is_success() {
             let rejected = ExportTraceServiceResponse::decode(response.body().clone())
                 .ok()
