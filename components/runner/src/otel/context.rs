@@ -1,5 +1,5 @@
 //! W3C Trace Context (https://www.w3.org/TR/trace-context/): reading an
-//! incoming `traceparent` / `tracestate`, and the sampler chosen (the SDK samples).
+//! incoming `traceparent` / `tracestate`, and the sampling decision.
 
 use http::HeaderMap;
 
@@ -112,21 +112,35 @@ impl Sampler {
         parent_based: true,
     };
 
-    /// The OpenTelemetry SDK's sampler for this choice (its
-    /// `TraceIdRatioBased` is deterministic in the trace ID).
-    pub fn to_sdk(self) -> opentelemetry_sdk::trace::Sampler {
-        use opentelemetry_sdk::trace::Sampler as S;
-        let root = if self.root_ratio >= 1.0 {
-            S::AlwaysOn
-        } else if self.root_ratio <= 0.0 {
-            S::AlwaysOff
-        } else {
-            S::TraceIdRatioBased(self.root_ratio)
-        };
-        if self.parent_based {
-            S::ParentBased(Box::new(root))
-        } else {
-            root
+    /// Whether a request in trace `trace_id`, with this parent, is recorded.
+    pub fn sample(&self, trace_id: &[u8; 16], parent: Option<&RemoteParent>) -> bool {
+        match parent {
+            Some(parent) if self.parent_based => parent.sampled,
+            _ => ratio_sample(self.root_ratio, trace_id),
+        }
+    }
+}
+
+/// `TraceIdRatioBased`: deterministic in the trace ID, so that every
+/// service with the same ratio keeps the same traces. Compares the last 8
+/// bytes of the ID (the random part in W3C Trace Context level 2) with the
+/// ratio scaled to 2^63, as the OpenTelemetry SDKs for Go and Rust do.
+fn ratio_sample(ratio: f64, trace_id: &[u8; 16]) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    let bound = (ratio * (1u64 << 63) as f64) as u64;
+    let last = u64::from_be_bytes(trace_id[8..].try_into().expect("8 bytes"));
+    (last >> 1) < bound
+}
+
+/// A new, non-zero random ID (trace or span).
+pub fn random_id<const N: usize>() -> [u8; N] {
+    loop {
+        let mut id = [0u8; N];
+        id.fill_with(|| fastrand::u8(..));
+        if id != [0; N] {
+            return id;
         }
     }
 }
@@ -210,5 +224,41 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(parent.trace_state, None);
+    }
+
+    #[test]
+    fn parent_based_sampling_follows_the_callers_flag() {
+        let mut parent = RemoteParent::from_headers(&headers(&[("traceparent", EXAMPLE)])).unwrap();
+        let never = Sampler {
+            root_ratio: 0.0,
+            parent_based: true,
+        };
+        assert!(never.sample(&parent.trace_id, Some(&parent)));
+        parent.sampled = false;
+        assert!(!Sampler::DEFAULT.sample(&parent.trace_id, Some(&parent)));
+        let ignore_parent = Sampler {
+            root_ratio: 1.0,
+            parent_based: false,
+        };
+        assert!(ignore_parent.sample(&parent.trace_id, Some(&parent)));
+    }
+
+    #[test]
+    fn ratio_sampling_keeps_about_the_ratio_and_is_deterministic() {
+        let sampler = Sampler {
+            root_ratio: 0.1,
+            parent_based: true,
+        };
+        let ids: Vec<[u8; 16]> = (0..20_000).map(|_| random_id()).collect();
+        let kept = ids.iter().filter(|id| sampler.sample(id, None)).count();
+        assert!((1_600..2_400).contains(&kept), "kept {kept} of 20000");
+        for id in &ids[..100] {
+            assert_eq!(sampler.sample(id, None), sampler.sample(id, None));
+        }
+        let none = Sampler {
+            root_ratio: 0.0,
+            parent_based: false,
+        };
+        assert!(ids.iter().all(|id| !none.sample(id, None)));
     }
 }

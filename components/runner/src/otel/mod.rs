@@ -1,13 +1,12 @@
 //! OpenTelemetry traces: one server span per request, continued from the
-//! caller's W3C `traceparent`, made with the OpenTelemetry SDK
-//! (`opentelemetry_sdk`) and exported over OTLP/HTTP (protobuf) by
-//! `opentelemetry-otlp` from the SDK's batch span processor.
+//! caller's W3C `traceparent`, exported over OTLP/HTTP (protobuf) by a
+//! background task.
 //!
-//! The request path starts an SDK span (the sampling decision and the IDs
-//! are the SDK's) and, when the request ends, sets its name, attributes,
-//! events and status and ends it; the batch processor's thread encodes and
-//! sends (`export.rs`), so a slow or absent collector costs spans (counted),
-//! never requests.
+//! The request path does little: a sampling decision, two random IDs, a
+//! handful of timestamps, and a `try_send` of the finished span's facts into
+//! a bounded queue. Turning those facts into protobuf and sending them
+//! happens in the exporter task (`export.rs`), so a slow or absent
+//! collector costs spans (counted), never requests.
 //!
 //! What happened inside a request is recorded as span events (body read,
 //! instance ready, guest answered) rather than child spans: the same
@@ -17,31 +16,28 @@
 pub mod config;
 pub mod context;
 mod export;
+mod proto;
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::{Method, StatusCode, Version, header};
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
-    TraceState, Tracer as _,
-};
-use opentelemetry::{Context, KeyValue};
-use opentelemetry_sdk::trace::{SdkTracer, Span as SdkSpan};
+use tokio::sync::mpsc;
 
 pub use self::config::TraceConfig;
-use self::context::RemoteParent;
+use self::context::{RemoteParent, Sampler, random_id};
 pub use self::export::{DropReason, Exporter, ExporterHandle};
 use crate::metrics::Metrics;
 use crate::routes::{Route, Routes};
 
-/// Makes the spans of requests; the SDK's batch processor exports them.
+/// Makes the spans of requests and hands them to the exporter.
 #[derive(Debug)]
 pub struct Tracer {
-    tracer: SdkTracer,
+    sampler: Sampler,
+    queue: mpsc::Sender<FinishedSpan>,
     routes: Routes,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A moment inside a request, recorded as a span event.
@@ -84,12 +80,17 @@ const MAX_ERROR_MESSAGE: usize = 1024;
 
 /// A request being traced.
 pub struct RequestSpan {
-    span: SdkSpan,
+    facts: SpanFacts,
+    start: Instant,
+    phases: [Option<Instant>; 3],
+}
+
+/// What a span records while its request runs, and keeps when it ends.
+struct SpanFacts {
     trace_id: [u8; 16],
     span_id: [u8; 8],
-    start: Instant,
-    start_time: SystemTime,
-    phases: [Option<Instant>; 3],
+    parent: Option<RemoteParent>,
+    start_unix_nanos: u64,
     error: Option<SpanError>,
     request_body_size: Option<u64>,
     client: SocketAddr,
@@ -100,11 +101,11 @@ pub struct RequestSpan {
 
 impl RequestSpan {
     pub fn trace_id(&self) -> [u8; 16] {
-        self.trace_id
+        self.facts.trace_id
     }
 
     pub fn span_id(&self) -> [u8; 8] {
-        self.span_id
+        self.facts.span_id
     }
 
     pub fn mark(&mut self, phase: Phase) {
@@ -116,7 +117,7 @@ impl RequestSpan {
     }
 
     pub fn set_request_body_size(&mut self, bytes: usize) {
-        self.request_body_size = Some(bytes as u64);
+        self.facts.request_body_size = Some(bytes as u64);
     }
 
     /// Sets the span's status to error.
@@ -129,57 +130,45 @@ impl RequestSpan {
             }
             message.truncate(end);
         }
-        self.error = Some(SpanError { kind, message });
+        self.facts.error = Some(SpanError { kind, message });
     }
 }
 
+/// All the exporter needs to know of a finished request; encoded to
+/// protobuf off the request path.
+pub struct FinishedSpan {
+    facts: SpanFacts,
+    end_unix_nanos: u64,
+    /// When each [`Phase`] happened, if it did.
+    events: [Option<u64>; 3],
+    method: Method,
+    path: String,
+    route: Option<Arc<str>>,
+    status: StatusCode,
+    response_body_size: Option<u64>,
+}
+
 impl Tracer {
-    /// The tracer and the exporter that sends what it records; the exporter
-    /// must be started (`Exporter::spawn`, on the serving runtime) for spans
-    /// to leave the process.
+    /// The tracer and the exporter that sends what it queues; the exporter
+    /// must be run (`Exporter::run`) for spans to leave the process.
     pub fn new(config: TraceConfig, metrics: Option<Arc<Metrics>>) -> (Arc<Self>, Exporter) {
-        let (tracer, exporter) = export::build(config, metrics);
+        let (queue, queued) = mpsc::channel(config.max_queue);
         let tracer = Arc::new(Self {
-            tracer,
+            sampler: config.sampler,
+            queue,
             routes: Routes::default(),
+            metrics: metrics.clone(),
         });
-        (tracer, exporter)
+        (tracer, Exporter::new(config, queued, metrics))
     }
 
     /// Starts the span of a request, if it is sampled.
     pub fn start<B>(&self, request: &http::Request<B>, client: SocketAddr) -> Option<RequestSpan> {
-        let parent = RemoteParent::from_headers(request.headers()).map(|parent| {
-            let state = parent
-                .trace_state
-                .as_deref()
-                .and_then(|state| TraceState::from_str(state).ok())
-                .unwrap_or_default();
-            Context::new().with_remote_span_context(SpanContext::new(
-                TraceId::from_bytes(parent.trace_id),
-                SpanId::from_bytes(parent.span_id),
-                if parent.sampled {
-                    TraceFlags::SAMPLED
-                } else {
-                    TraceFlags::default()
-                },
-                true,
-                state,
-            ))
-        });
-        let start_time = SystemTime::now();
-        let builder = self
-            .tracer
-            .span_builder("HTTP")
-            .with_kind(SpanKind::Server)
-            .with_start_time(start_time);
-        let span = self
-            .tracer
-            .build_with_context(builder, parent.as_ref().unwrap_or(&Context::new()));
-        if !span.is_recording() {
+        let parent = RemoteParent::from_headers(request.headers());
+        let trace_id = parent.as_ref().map_or_else(random_id, |p| p.trace_id);
+        if !self.sampler.sample(&trace_id, parent.as_ref()) {
             return None;
         }
-        let context = span.span_context();
-        let (trace_id, span_id) = (context.trace_id().to_bytes(), context.span_id().to_bytes());
         let server_address = request
             .uri()
             .authority()
@@ -192,23 +181,25 @@ impl Tracer {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         Some(RequestSpan {
-            span,
-            trace_id,
-            span_id,
+            facts: SpanFacts {
+                trace_id,
+                span_id: random_id(),
+                parent,
+                start_unix_nanos: unix_nanos(SystemTime::now()),
+                error: None,
+                request_body_size: None,
+                client,
+                server_address,
+                user_agent,
+                version: request.version(),
+            },
             start: Instant::now(),
-            start_time,
             phases: [None; 3],
-            error: None,
-            request_body_size: None,
-            client,
-            server_address,
-            user_agent,
-            version: request.version(),
         })
     }
 
-    /// Ends a request's span; the batch processor queues it for export (a
-    /// full queue drops it, counted; it never waits).
+    /// Ends a request's span and queues it for export; a full queue drops
+    /// it (counted), it never waits.
     pub fn finish(
         &self,
         span: RequestSpan,
@@ -222,107 +213,29 @@ impl Tracer {
             Route::Unmatched | Route::Other => None,
         };
         let end = Instant::now();
-        let at = |instant: Instant| span.start_time + instant.saturating_duration_since(span.start);
-        let RequestSpan {
-            span: mut sdk,
-            phases,
-            error,
-            ..
-        } = span;
-        let end_time = at(end);
-        let events = phases.map(|phase| phase.map(at));
-        let method_name = known_method(&method);
-        let mut attributes = Vec::with_capacity(16);
-        attributes.extend([
-            KeyValue::new("http.request.method", method_name.unwrap_or("_OTHER")),
-            KeyValue::new("url.scheme", "http"),
-            KeyValue::new("url.path", path),
-            KeyValue::new("http.response.status_code", i64::from(status.as_u16())),
-            KeyValue::new("network.protocol.name", "http"),
-            KeyValue::new(
-                "network.protocol.version",
-                if span.version == Version::HTTP_10 {
-                    "1.0"
-                } else {
-                    "1.1"
-                },
-            ),
-            KeyValue::new("client.address", span.client.ip().to_string()),
-            KeyValue::new("client.port", i64::from(span.client.port())),
-        ]);
-        if method_name.is_none() {
-            attributes.push(KeyValue::new(
-                "http.request.method_original",
-                method.as_str().to_owned(),
-            ));
-        }
-        if let Some(route) = &route {
-            attributes.push(KeyValue::new("http.route", route.to_string()));
-        }
-        if let Some(authority) = span
-            .server_address
-            .as_deref()
-            .and_then(|a| a.parse::<http::uri::Authority>().ok())
-        {
-            attributes.push(KeyValue::new("server.address", authority.host().to_owned()));
-            if let Some(port) = authority.port_u16() {
-                attributes.push(KeyValue::new("server.port", i64::from(port)));
-            }
-        }
-        if let Some(size) = span.request_body_size {
-            attributes.push(KeyValue::new("http.request.body.size", size as i64));
-        }
-        if let Some(size) = response_body_size {
-            attributes.push(KeyValue::new("http.response.body.size", size as i64));
-        }
-        if let Some(agent) = span.user_agent {
-            attributes.push(KeyValue::new("user_agent.original", agent));
-        }
-        // A server span is an error for a 5xx, or when the runner refused or
-        // failed the request (the reason says which); 4xx answers are the
-        // client's errors and leave the status unset.
-        match error {
-            Some(error) => {
-                attributes.push(KeyValue::new("error.type", error.kind));
-                sdk.set_status(Status::error(error.message));
-            }
-            None if status.is_server_error() => {
-                attributes.push(KeyValue::new("error.type", status.as_str().to_owned()));
-                sdk.set_status(Status::error(""));
-            }
-            None => {}
-        }
-        let name = match (&route, method_name) {
-            (Some(route), Some(method)) => format!("{method} {route}"),
-            (Some(route), None) => format!("HTTP {route}"),
-            (None, Some(method)) => method.to_owned(),
-            (None, None) => "HTTP".to_owned(),
+        let start_unix_nanos = span.facts.start_unix_nanos;
+        let at = |instant: Instant| {
+            start_unix_nanos + instant.saturating_duration_since(span.start).as_nanos() as u64
         };
-        sdk.update_name(name);
-        sdk.set_attributes(attributes);
-        for phase in Phase::ALL {
-            if let Some(time) = events[phase as usize] {
-                sdk.add_event_with_timestamp(phase.name(), time, Vec::new());
-            }
+        let finished = FinishedSpan {
+            end_unix_nanos: at(end),
+            events: span.phases.map(|phase| phase.map(at)),
+            facts: span.facts,
+            method,
+            path,
+            route,
+            status,
+            response_body_size,
+        };
+        if self.queue.try_send(finished).is_err()
+            && let Some(metrics) = &self.metrics
+        {
+            metrics.record_spans_dropped(DropReason::QueueFull, 1);
         }
-        sdk.end_with_timestamp(end_time);
     }
 }
 
-/// The standard methods keep their name; others are `_OTHER`, as the HTTP
-/// semantic conventions ask (a client could otherwise mint any number).
-fn known_method(method: &http::Method) -> Option<&'static str> {
-    use http::Method as M;
-    Some(match *method {
-        M::GET => "GET",
-        M::POST => "POST",
-        M::PUT => "PUT",
-        M::DELETE => "DELETE",
-        M::HEAD => "HEAD",
-        M::OPTIONS => "OPTIONS",
-        M::PATCH => "PATCH",
-        M::CONNECT => "CONNECT",
-        M::TRACE => "TRACE",
-        _ => return None,
-    })
+fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64)
 }
