@@ -68,10 +68,12 @@ EMULATION_OVERRIDE = f"""\
 services:
   creator:
     mem_limit: {EMULATED_MEM_LIMIT}
+    memswap_limit: {EMULATED_MEM_LIMIT}
     environment:
       RUNNER_MAX_CONCURRENT_REQUESTS: "{EMULATED_MAX_CONCURRENT}"
   verifier:
     mem_limit: {EMULATED_MEM_LIMIT}
+    memswap_limit: {EMULATED_MEM_LIMIT}
     environment:
       RUNNER_MAX_CONCURRENT_REQUESTS: "{EMULATED_MAX_CONCURRENT}"
 """

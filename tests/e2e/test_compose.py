@@ -280,6 +280,8 @@ def test_services_are_hardened(stack):
         assert "KEY" not in env_names, f"{service} sees KEY"
         mounts = {m["Destination"]: m for m in info["Mounts"]}
         assert mounts["/usr/share/key"]["RW"] is False, mounts
+        # No swap: memory + swap limited to the memory limit (compose.yaml says why).
+        assert host["Memory"] > 0 and host["MemorySwap"] == host["Memory"], (host["Memory"], host["MemorySwap"])
         for binding in host["PortBindings"].values():
             assert all(b["HostIp"] == "127.0.0.1" for b in binding), binding
 
