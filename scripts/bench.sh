@@ -67,6 +67,7 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 QUICK=0
+ONLY_ALGORITHMS=0
 OUT=""
 HARNESS_ARGS=()
 while [ $# -gt 0 ]; do
@@ -75,7 +76,8 @@ while [ $# -gt 0 ]; do
         --out) OUT=${2:?--out needs a path}; shift ;;
         --pin|--duration|--duration-c1|--reps|--startup-reps|--only|--quiet-budget)
             HARNESS_ARGS+=("$1" "${2:?$1 needs a value}"); shift ;;
-        --no-containers|--no-unpinned|--only-algorithms) HARNESS_ARGS+=("$1") ;;
+        --no-containers|--no-unpinned) HARNESS_ARGS+=("$1") ;;
+        --only-algorithms) ONLY_ALGORITHMS=1; HARNESS_ARGS+=("$1") ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -124,7 +126,9 @@ mkdir -p "$WORK"
 # The runner exactly as the images build it (static musl, no compiler), so
 # the figures cover what is shipped; skipped if the musl toolchain is missing.
 RUNNER_MUSL=""
-if rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
+if [ "$ONLY_ALGORITHMS" = 1 ]; then
+    log "token algorithms only: no static musl runner, wasmtime-cli or Spin"
+elif rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
     rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1; then
     command -v x86_64-linux-musl-gcc >/dev/null 2>&1 || (apt_install musl-tools) || true
     log "building the runner for the images (static musl, no compiler)"
@@ -152,7 +156,9 @@ done
 # --- wasmtime-cli ------------------------------------------------------------
 wasmtime_ok() { [ -x "$1" ] && "$1" --version 2>/dev/null | grep -q "^wasmtime $WASMTIME_VERSION\b"; }
 WASMTIME=${WASMTIME:-$TOOLS/bin/wasmtime}
-if ! wasmtime_ok "$WASMTIME"; then
+if [ "$ONLY_ALGORITHMS" = 1 ]; then
+    WASMTIME=""
+elif ! wasmtime_ok "$WASMTIME"; then
     if [ "$QUICK" = 1 ]; then
         log "wasmtime-cli $WASMTIME_VERSION not installed: skipped in quick mode"
         WASMTIME=""
@@ -170,6 +176,7 @@ fi
 
 # --- Spin (optional, never installed) ----------------------------------------
 SPIN=${SPIN:-$(command -v spin || true)}
+[ "$ONLY_ALGORITHMS" = 0 ] || SPIN=""
 if [ -n "$SPIN" ]; then
     "$SPIN" --version >/dev/null 2>&1 || die "SPIN=$SPIN does not run"
     log "measuring $("$SPIN" --version | head -1) too"
